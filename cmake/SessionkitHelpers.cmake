@@ -1,0 +1,17 @@
+# Warning flags shared by every sessionkit target.
+function(sessionkit_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+                                           -Wold-style-cast -Wcast-align -Woverloaded-virtual)
+  if(SESSIONKIT_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+# sessionkit_test(NAME SOURCES...): one GoogleTest binary, its tests listed to ctest.
+function(sessionkit_test name)
+  add_executable(${name} ${ARGN})
+  target_link_libraries(${name} PRIVATE sessionkit_internal sessionkit_test_support GTest::gtest)
+  sessionkit_warnings(${name})
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 30
+                       PROPERTIES TIMEOUT 300)
+endfunction()

@@ -1,0 +1,192 @@
+#include "sessionkit/config.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "config_reader.hpp"
+#include "cookie.hpp"
+#include "session_id.hpp"
+#include "sessionkit/error.hpp"
+#include "sessionkit/registry.hpp"
+
+namespace sessionkit {
+namespace {
+
+using detail::ConfigReader;
+
+const nlohmann::json& empty_object() {
+  static const nlohmann::json empty = nlohmann::json::object();
+  return empty;
+}
+
+BackendSpec read_backend(const nlohmann::json* section, const char* name, const char* default_type) {
+  BackendSpec spec;
+  if (section == nullptr) {
+    spec.type = default_type;
+    spec.section = std::make_shared<const nlohmann::json>(nlohmann::json{{"type", default_type}});
+    return spec;
+  }
+  if (!section->is_object()) {
+    throw Error(errc::bad_config, std::string(name) + ": expected a JSON object, got " + section->type_name());
+  }
+  auto type = section->find("type");
+  if (type == section->end()) {
+    spec.type = default_type;
+  } else if (!type->is_string()) {
+    throw Error(errc::bad_config, std::string(name) + ".type: expected a string, got " + type->type_name());
+  } else {
+    spec.type = type->get<std::string>();
+  }
+  spec.section = std::make_shared<const nlohmann::json>(*section);
+  return spec;
+}
+
+void read_cookie(ConfigReader r, CookieOptions& c) {
+  c.name = r.string("name", c.name);
+  c.path = r.string("path", c.path);
+  c.domain = r.string("domain", c.domain);
+  if (auto max_age = r.optional_uint("max_age_s", 0, 400ull * 86400)) {
+    c.max_age_s = static_cast<std::int64_t>(*max_age);
+  }
+  if (const nlohmann::json* secure = r.raw("secure")) {
+    if (secure->is_boolean()) {
+      c.secure = secure->get<bool>() ? SecureMode::always : SecureMode::never;
+    } else if (secure->is_string() && secure->get<std::string>() == "auto") {
+      c.secure = SecureMode::automatic;
+    } else {
+      r.fail("secure", "expected true, false or \"auto\", got " + secure->dump());
+    }
+  }
+  c.http_only = r.boolean("http_only", c.http_only);
+  std::string same_site = r.choice("same_site", "Lax", {"Strict", "Lax", "None"});
+  c.same_site = same_site == "Strict" ? SameSite::strict : same_site == "Lax" ? SameSite::lax : SameSite::none;
+  if (const nlohmann::json* keys = r.raw("signing_keys")) {
+    if (!keys->is_array()) r.fail("signing_keys", std::string("expected an array, got ") + keys->type_name());
+    c.signing_keys.clear();
+    for (std::size_t i = 0; i < keys->size(); ++i) {
+      const std::string key = "signing_keys[" + std::to_string(i) + "]";
+      const nlohmann::json& k = (*keys)[i];
+      std::string raw;
+      if (!k.is_string() || !detail::base64_decode(k.get<std::string>(), raw)) {
+        r.fail(key, "expected a padded base64 string");
+      }
+      if (raw.size() < 32) r.fail(key, "a signing key needs at least 32 random bytes, got " + std::to_string(raw.size()));
+      c.signing_keys.push_back(std::move(raw));
+    }
+  }
+  r.finish();
+}
+
+void read_timeouts(ConfigReader r, TimeoutOptions& t) {
+  t.idle = std::chrono::seconds(r.uint("idle_s", static_cast<std::uint64_t>(t.idle.count()), 1, 400ull * 86400));
+  t.absolute = std::chrono::seconds(
+      r.uint("absolute_s", static_cast<std::uint64_t>(t.absolute.count()), 0, 10ull * 366 * 86400));
+  t.touch_fraction = r.number("touch_fraction", t.touch_fraction, 0.0, 0.9);
+  r.finish();
+}
+
+void read_gc(ConfigReader r, GcOptions& g) {
+  g.every_n_requests = static_cast<std::uint32_t>(r.uint("every_n_requests", g.every_n_requests, 0, 1u << 30));
+  g.budget = std::chrono::milliseconds(r.uint("budget_ms", static_cast<std::uint64_t>(g.budget.count()), 1, 60'000));
+  r.finish();
+}
+
+void read_limits(ConfigReader r, LimitOptions& l) {
+  l.max_record_bytes = r.uint("max_record_bytes", l.max_record_bytes, 256, 16u << 20);
+  l.max_depth = static_cast<std::uint32_t>(r.uint("max_depth", l.max_depth, 1, 512));
+  r.finish();
+}
+
+void read_session(ConfigReader r, SessionOptions& s) {
+  s.autosave = r.boolean("autosave", s.autosave);
+  r.finish();
+}
+
+template <typename Section, typename Fn>
+void read_section(ConfigReader& top, const char* key, Section& out, Fn fn) {
+  const nlohmann::json* section = top.raw(key);
+  fn(ConfigReader(section != nullptr ? *section : empty_object(), key), out);
+}
+
+}  // namespace
+
+Config::Config() : store(read_backend(nullptr, "store", "memory")), locks(read_backend(nullptr, "locks", "thread")) {}
+
+Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path& base_dir) {
+  ConfigReader top(doc, "");
+  Config c;
+  c.base_dir = detail::resolve_base_dir(base_dir);
+  c.store = read_backend(top.raw("store"), "store", "memory");
+  c.locks = read_backend(top.raw("locks"), "locks", "thread");
+  read_section(top, "cookie", c.cookie, read_cookie);
+  read_section(top, "timeouts", c.timeouts, read_timeouts);
+  read_section(top, "gc", c.gc, read_gc);
+  read_section(top, "limits", c.limits, read_limits);
+  read_section(top, "session", c.session, read_session);
+  top.finish();
+  c.validate();
+  return c;
+}
+
+Config Config::from_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(errc::bad_config, path.string() + ": cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(errc::bad_config, path.string() + ": not valid JSON: " + e.what());
+  }
+  try {
+    return from_json(doc, std::filesystem::absolute(path).parent_path());
+  } catch (const Error& e) {
+    throw Error(errc::bad_config, path.string() + ": " + std::string(e.what()));
+  }
+}
+
+void Config::validate() const {
+  auto fail = [](const std::string& msg) { throw Error(errc::bad_config, msg); };
+  const CookieOptions& c = cookie;
+  if (!detail::is_cookie_name(c.name)) fail("cookie.name: \"" + c.name + "\" is not a valid cookie name");
+  if (!c.path.empty() && (c.path.front() != '/' || !detail::is_attribute_value(c.path))) {
+    fail("cookie.path: must start with '/' and hold no spaces, ';' or control characters");
+  }
+  if (!detail::is_attribute_value(c.domain)) fail("cookie.domain: holds spaces, ';' or control characters");
+  if (c.name.starts_with("__Host-") && (c.secure != SecureMode::always || c.path != "/" || !c.domain.empty())) {
+    fail("cookie.name: a __Host- cookie needs \"secure\": true, \"path\": \"/\" and no domain");
+  }
+  if (c.name.starts_with("__Secure-") && c.secure != SecureMode::always) {
+    fail("cookie.name: a __Secure- cookie needs \"secure\": true");
+  }
+  if (c.same_site == SameSite::none && c.secure == SecureMode::never) {
+    fail("cookie.same_site: \"None\" needs \"secure\": true or \"auto\" (browsers drop it otherwise)");
+  }
+  for (const std::string& k : c.signing_keys) {
+    if (k.size() < 32) fail("cookie.signing_keys: a signing key needs at least 32 bytes");
+  }
+  if (timeouts.idle.count() <= 0) fail("timeouts.idle_s: must be positive");
+  if (timeouts.absolute.count() < 0) fail("timeouts.absolute_s: must not be negative");
+  if (!(timeouts.touch_fraction >= 0.0 && timeouts.touch_fraction <= 0.9)) {
+    fail("timeouts.touch_fraction: must be in [0, 0.9]");
+  }
+  if (gc.budget.count() <= 0) fail("gc.budget_ms: must be positive");
+  if (limits.max_record_bytes < 256) fail("limits.max_record_bytes: must be at least 256");
+  if (limits.max_depth < 1) fail("limits.max_depth: must be at least 1");
+
+  if (!store.section || !locks.section) fail("store/locks: missing section");
+  Registry& registry = Registry::global();
+  StoreType store_type = registry.store(store.type);
+  LockManagerType lock_type = registry.lock_manager(locks.type);
+  store_type.validate(*store.section, base_dir);
+  lock_type.validate(*locks.section, base_dir);
+  if (!store_type.shared_across_processes && lock_type.shared_across_processes) {
+    fail("store.type: the \"" + store.type + "\" store keeps sessions inside one process, but locks.type \"" +
+         locks.type + "\" is for several processes; choose a shared store (lmdb, file, redis) or \"thread\" locks");
+  }
+}
+
+}  // namespace sessionkit

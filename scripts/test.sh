@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every sessionkit test, twice: a RelWithDebInfo build
+# (with the benchmarks compiled too), then an AddressSanitizer +
+# UndefinedBehaviorSanitizer build. Servers the integration tests need (Apache,
+# redis-server) are started and stopped by the tests themselves on 127.0.0.1.
+#
+#   bash scripts/test.sh            # both builds
+#   SESSIONKIT_SANITIZE=0 bash scripts/test.sh   # the plain build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+jobs=$(nproc)
+configure_and_build() {
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -G Ninja -DSESSIONKIT_BUILD_TESTS=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+echo "== build: RelWithDebInfo"
+configure_and_build build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSESSIONKIT_BUILD_BENCHMARKS=ON
+echo "== tests: RelWithDebInfo"
+ctest --test-dir build/test --output-on-failure -j "$jobs"
+
+if [ "${SESSIONKIT_SANITIZE:-1}" != "0" ]; then
+  echo "== build: AddressSanitizer + UndefinedBehaviorSanitizer"
+  configure_and_build build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSESSIONKIT_SANITIZE=ON
+  echo "== tests: AddressSanitizer + UndefinedBehaviorSanitizer"
+  # The install test builds an outside consumer, which carries no sanitizer flags.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build/asan --output-on-failure -j "$jobs" -E '^install\.'
+fi
