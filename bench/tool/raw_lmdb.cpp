@@ -1,0 +1,101 @@
+#include "bench/tool/raw_lmdb.hpp"
+
+#include <lmdb.h>
+
+#include <stdexcept>
+
+namespace sessionkit::bench {
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc != MDB_SUCCESS) throw std::runtime_error(std::string(what) + ": " + mdb_strerror(rc));
+}
+
+unsigned int flags_for(const std::string& durability) {
+  unsigned int flags = MDB_NOSUBDIR | MDB_NOTLS;
+  if (durability == "nosync") flags |= MDB_NOSYNC;
+  if (durability == "nometasync") flags |= MDB_NOMETASYNC;
+  return flags;
+}
+
+class Env {
+ public:
+  Env(const std::filesystem::path& path, const std::string& durability) {
+    check(mdb_env_create(&env_), "mdb_env_create");
+    check(mdb_env_set_mapsize(env_, std::size_t{4} << 30), "mdb_env_set_mapsize");
+    check(mdb_env_set_maxreaders(env_, 510), "mdb_env_set_maxreaders");
+    check(mdb_env_open(env_, path.c_str(), flags_for(durability), 0600), "mdb_env_open");
+    MDB_txn* txn = nullptr;
+    check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+    check(mdb_dbi_open(txn, nullptr, 0, &dbi_), "mdb_dbi_open");
+    check(mdb_txn_commit(txn), "mdb_txn_commit");
+  }
+  ~Env() { mdb_env_close(env_); }
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  void put(const std::string& key, const std::string& value) {
+    MDB_txn* txn = nullptr;
+    check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{value.size(), const_cast<char*>(value.data())};
+    int rc = mdb_put(txn, dbi_, &k, &v, 0);
+    if (rc != MDB_SUCCESS) {
+      mdb_txn_abort(txn);
+      check(rc, "mdb_put");
+    }
+    check(mdb_txn_commit(txn), "mdb_txn_commit");
+  }
+
+  std::string get(const std::string& key) {
+    MDB_txn* txn = nullptr;
+    check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn), "mdb_txn_begin");
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{};
+    int rc = mdb_get(txn, dbi_, &k, &v);
+    std::string out = rc == MDB_SUCCESS ? std::string(static_cast<const char*>(v.mv_data), v.mv_size) : "";
+    mdb_txn_abort(txn);
+    check(rc, "mdb_get");
+    return out;
+  }
+
+ private:
+  MDB_env* env_ = nullptr;
+  MDB_dbi dbi_ = 0;
+};
+
+class RawLmdbWorker final : public ProcessWorker {
+ public:
+  RawLmdbWorker(const std::filesystem::path& path, const std::string& durability,
+                const std::vector<std::string>& ids)
+      : env_(path, durability), ids_(ids) {}
+
+  bool op(std::uint64_t index, bool read_only, SharedCounters& shared) override {
+    try {
+      std::string value = env_.get(ids_[index]);
+      if (!read_only) env_.put(ids_[index], value);
+    } catch (const std::exception&) {
+      shared.errors.fetch_add(1);
+    }
+    return false;
+  }
+
+ private:
+  Env env_;
+  const std::vector<std::string>& ids_;
+};
+
+}  // namespace
+
+void populate_raw_lmdb(const std::filesystem::path& path, const std::string& durability,
+                       const std::vector<std::string>& ids, const std::string& record) {
+  Env env(path, durability == "durable" ? "nosync" : durability);  // loading speed; the run reopens
+  for (const std::string& id : ids) env.put(id, record);
+}
+
+std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path, const std::string& durability,
+                                                    const std::vector<std::string>& ids) {
+  return std::make_unique<RawLmdbWorker>(path, durability, ids);
+}
+
+}  // namespace sessionkit::bench

@@ -1,0 +1,315 @@
+#include "bench/tool/workload.hpp"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/tool/phase.hpp"
+#include "sessionkit/sessionkit.hpp"
+#if SESSIONKIT_HAVE_LMDB
+#include "bench/tool/raw_lmdb.hpp"
+#endif
+
+namespace sessionkit::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<int> g_run_counter{0};
+
+// A scratch directory for one run, removed afterwards when we made it.
+class WorkDir {
+ public:
+  explicit WorkDir(const std::string& requested) {
+    const int n = g_run_counter.fetch_add(1);
+    if (requested.empty()) {
+      const char* tmp = getenv("TMPDIR");
+      std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sessionkit-bench-XXXXXX";
+      if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+      path_ = tmpl;
+      remove_ = true;
+    } else {
+      path_ = fs::absolute(requested) / ("run-" + std::to_string(getpid()) + "-" + std::to_string(n));
+      fs::create_directories(path_);
+    }
+  }
+  ~WorkDir() {
+    std::error_code ec;
+    if (remove_) fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+  bool remove_ = false;
+};
+
+std::string default_store() {
+  auto types = Registry::global().store_types();
+  return std::find(types.begin(), types.end(), "lmdb") != types.end() ? "lmdb" : "memory";
+}
+
+// The configuration document of this run and the directory it resolves against.
+nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* base_dir) {
+  nlohmann::json doc;
+  if (!o.config_file.empty()) {
+    std::ifstream in(o.config_file);
+    if (!in) throw std::runtime_error(o.config_file + ": cannot be read");
+    doc = nlohmann::json::parse(in);
+    *base_dir = fs::absolute(o.config_file).parent_path();
+    if (o.sweep_param == "slots") doc["locks"]["slots"] = o.slots;
+    return doc;
+  }
+  *base_dir = work;
+  const std::string store = o.store.empty() ? default_store() : o.store;
+  const std::string locks = !o.locks.empty() ? o.locks : store == "memory" ? "thread" : "shm";
+  nlohmann::json s = {{"type", store}};
+  if (store == "lmdb") s["path"] = (work / "sessions.mdb").string();
+  if (store == "file") s["path"] = (work / "sessions").string();
+  if (!o.durability.empty()) s["durability"] = o.durability;
+  nlohmann::json l = {{"type", locks}, {"slots", o.slots}};
+  if (locks == "shm") l["name"] = "sessionkit-bench-" + std::to_string(getpid()) + "-" + work.filename().string();
+  if (locks == "fcntl") l["path"] = (work / "sessions.locks").string();
+  doc["store"] = s;
+  doc["locks"] = l;
+  doc["gc"] = {{"every_n_requests", 0}};
+  doc["timeouts"] = {{"idle_s", 86400}, {"absolute_s", 0}};
+  return doc;
+}
+
+// The section for a baseline copy of a store or lock manager: same settings,
+// its own file or name.
+nlohmann::json baseline_section(nlohmann::json section, const fs::path& work) {
+  if (section.contains("path")) {
+    section["path"] = (work / ("baseline-" + fs::path(section["path"].get<std::string>()).filename().string())).string();
+  }
+  if (section.contains("name")) section["name"] = section["name"].get<std::string>() + "-baseline";
+  return section;
+}
+
+class CycleWorker final : public ProcessWorker {
+ public:
+  CycleWorker(SessionManager& manager, const std::vector<std::string>& cookies)
+      : manager_(manager), cookies_(cookies), at_start_(manager.stats().locks) {}
+
+  bool op(std::uint64_t index, bool read_only, SharedCounters& shared) override {
+    try {
+      Session s = manager_.open(cookies_[index]);
+      if (s.is_new()) {  // the session vanished: counted, never saved
+        s.invalidate();
+        shared.errors.fetch_add(1);
+        return false;
+      }
+      nlohmann::json& n = s.data()["n"];
+      if (read_only) {
+        volatile std::uint64_t seen = n.get<std::uint64_t>();
+        (void)seen;
+        s.unlock();
+        return false;
+      }
+      n = n.get<std::uint64_t>() + 1;
+      s.save();
+      s.unlock();
+      return true;
+    } catch (const Error& e) {
+      (e.code_value() == errc::unavailable ? shared.timeouts : shared.errors).fetch_add(1);
+      return false;
+    }
+  }
+
+  void finish(SharedCounters& shared) override {
+    LockStats now = manager_.stats().locks;
+    shared.lock_waits.fetch_add(now.waits - at_start_.waits);
+    shared.lock_timeouts.fetch_add(now.timeouts - at_start_.timeouts);
+    shared.owner_deaths.fetch_add(now.owner_deaths - at_start_.owner_deaths);
+  }
+
+ private:
+  SessionManager& manager_;
+  const std::vector<std::string>& cookies_;
+  LockStats at_start_;
+};
+
+// A worker that owns its manager (a forked process builds its own).
+class OwningCycleWorker final : public ProcessWorker {
+ public:
+  OwningCycleWorker(const Config& config, const std::vector<std::string>& cookies)
+      : manager_(config), inner_(manager_, cookies) {}
+  bool op(std::uint64_t i, bool ro, SharedCounters& s) override { return inner_.op(i, ro, s); }
+  void finish(SharedCounters& s) override { inner_.finish(s); }
+
+ private:
+  SessionManager manager_;
+  CycleWorker inner_;
+};
+
+class RawStoreWorker final : public ProcessWorker {
+ public:
+  RawStoreWorker(std::shared_ptr<Store> store, const std::vector<std::string>& ids)
+      : store_(std::move(store)), ids_(ids), expiry_(std::chrono::system_clock::now() + std::chrono::hours(24)) {}
+
+  bool op(std::uint64_t index, bool read_only, SharedCounters& shared) override {
+    try {
+      std::optional<std::string> bytes = store_->load(ids_[index]);
+      if (!bytes) {
+        shared.errors.fetch_add(1);
+      } else if (!read_only) {
+        store_->save(ids_[index], *bytes, expiry_);
+      }
+    } catch (const Error&) {
+      shared.errors.fetch_add(1);
+    }
+    return false;
+  }
+
+ private:
+  std::shared_ptr<Store> store_;
+  const std::vector<std::string>& ids_;
+  Store::TimePoint expiry_;
+};
+
+class RawLockWorker final : public ProcessWorker {
+ public:
+  RawLockWorker(std::shared_ptr<LockManager> locks, const std::vector<std::string>& ids)
+      : locks_(std::move(locks)), ids_(ids) {}
+
+  bool op(std::uint64_t index, bool, SharedCounters& shared) override {
+    const std::uint32_t slot = locks_->slot_for(ids_[index]);
+    if (locks_->lock(slot, std::chrono::steady_clock::now() + std::chrono::seconds(5)) == LockStatus::timed_out) {
+      shared.timeouts.fetch_add(1);
+      return false;
+    }
+    locks_->unlock(slot);
+    return false;
+  }
+
+ private:
+  std::shared_ptr<LockManager> locks_;
+  const std::vector<std::string>& ids_;
+};
+
+double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
+
+}  // namespace
+
+RunResult run_once(const Options& o, const std::string& sweep_value, volatile std::sig_atomic_t* interrupted) {
+  WorkDir work(o.dir);
+  fs::path base_dir;
+  const nlohmann::json doc = make_config(o, work.path(), &base_dir);
+  const Config config = Config::from_json(doc, base_dir);
+  const bool cross_process = o.procs > 1;
+  if (cross_process && config.store.type == "memory") {
+    throw std::runtime_error("the memory store lives in one process: use --threads, not --procs, with it");
+  }
+
+  RunResult r;
+  r.options = o;
+  r.sweep_value = sweep_value;
+  r.store = config.store.type;
+  r.locks = config.locks.type;
+
+  // Set-up: K sessions holding a counter and the padding.
+  SessionManager setup(config);
+  std::vector<std::string> cookies;
+  std::vector<std::string> ids;
+  cookies.reserve(o.sessions);
+  ids.reserve(o.sessions);
+  for (std::uint64_t i = 0; i < o.sessions; ++i) {
+    Session s = setup.open("");
+    s.data()["n"] = 0;
+    s.data()["pad"] = std::string(o.value_bytes, 'p');
+    s.save();
+    const std::string set_cookie = *setup.set_cookie(s);
+    cookies.push_back(set_cookie.substr(0, set_cookie.find(';')));
+    ids.push_back(s.id());
+  }
+  const std::string record = *setup.store().load(ids.front());
+
+  // The session cycle.
+  WorkerFactory cycle = [&]() -> std::unique_ptr<ProcessWorker> {
+    if (cross_process) return std::make_unique<OwningCycleWorker>(config, cookies);
+    return std::make_unique<CycleWorker>(setup, cookies);
+  };
+  PhaseResult p = run_phase(o, cycle, cross_process, "session cycle", interrupted);
+  r.seconds = p.seconds;
+  r.ops = p.ops;
+  r.ops_per_sec = p.ops_per_sec();
+  r.p50_us = us(p.latency.percentile(0.50));
+  r.p99_us = us(p.latency.percentile(0.99));
+  r.p999_us = us(p.latency.percentile(0.999));
+  r.errors = p.errors + p.timeouts;
+  r.lock_timeouts = p.lock_timeouts;
+  r.lock_waits = p.lock_waits;
+  r.owner_deaths = p.owner_deaths;
+  r.interrupted = p.interrupted;
+
+  // Verification: every counter equals the updates acknowledged for it.
+  for (std::uint64_t i = 0; i < o.sessions; ++i) {
+    r.acknowledged += p.acked[i];
+    Session s = setup.open(cookies[i]);
+    std::uint64_t stored = 0;
+    if (s.is_new()) {
+      s.invalidate();
+    } else {
+      stored = s.data()["n"].get<std::uint64_t>();
+    }
+    if (stored < p.acked[i]) r.lost_updates += p.acked[i] - stored;
+    if (stored > p.acked[i]) r.extra_updates += stored - p.acked[i];
+  }
+  StoreInfo info = setup.store().info();
+  r.store_records = info.records;
+  r.store_bytes = info.bytes;
+  if (!o.baselines || r.interrupted) return r;
+
+  // Baselines, with the same processes, threads and operation mix.
+  {
+    std::shared_ptr<Store> raw = Registry::global()
+                                     .store(config.store.type)
+                                     .create(baseline_section(*config.store.section, work.path()), base_dir);
+    for (const std::string& id : ids) raw->save(id, record, std::chrono::system_clock::now() + std::chrono::hours(24));
+    const nlohmann::json section = baseline_section(*config.store.section, work.path());
+    WorkerFactory make = [&]() -> std::unique_ptr<ProcessWorker> {
+      if (!cross_process) return std::make_unique<RawStoreWorker>(raw, ids);
+      return std::make_unique<RawStoreWorker>(Registry::global().store(config.store.type).create(section, base_dir),
+                                              ids);
+    };
+    PhaseResult b = run_phase(o, make, cross_process, "raw store", interrupted);
+    r.raw_store_ops_per_sec = b.ops_per_sec();
+  }
+  if (*interrupted != 0) return r;
+  if (config.locks.type != "none") {
+    const nlohmann::json section = baseline_section(*config.locks.section, work.path());
+    std::shared_ptr<LockManager> raw =
+        Registry::global().lock_manager(config.locks.type).create(section, base_dir);
+    WorkerFactory make = [&]() -> std::unique_ptr<ProcessWorker> {
+      if (!cross_process) return std::make_unique<RawLockWorker>(raw, ids);
+      return std::make_unique<RawLockWorker>(Registry::global().lock_manager(config.locks.type).create(section, base_dir),
+                                             ids);
+    };
+    PhaseResult b = run_phase(o, make, cross_process, "raw locks", interrupted);
+    r.raw_lock_ops_per_sec = b.ops_per_sec();
+  }
+  if (*interrupted != 0) return r;
+#if SESSIONKIT_HAVE_LMDB
+  if (config.store.type == "lmdb") {
+    const std::string durability = config.store.section->value("durability", "durable");
+    const fs::path path = work.path() / "raw-baseline.mdb";
+    populate_raw_lmdb(path, durability, ids, record);
+    WorkerFactory make = [&]() { return make_raw_lmdb_worker(path, durability, ids); };
+    PhaseResult b = run_phase(o, make, cross_process, "raw lmdb", interrupted);
+    r.baseline_name = "raw LMDB get+put";
+    r.baseline_ops_per_sec = b.ops_per_sec();
+    return r;
+  }
+#endif
+  r.baseline_name = "raw store load+save";
+  r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
+  return r;
+}
+
+}  // namespace sessionkit::bench
