@@ -1,5 +1,6 @@
 #include "siphash.hpp"
 
+#include <bit>
 #include <cstring>
 
 namespace sessionkit::detail {
@@ -8,6 +9,11 @@ namespace {
 inline std::uint64_t rotl(std::uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
 
 inline std::uint64_t load_le64(const unsigned char* p) {
+  if constexpr (std::endian::native == std::endian::little) {
+    std::uint64_t v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
   std::uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
   return v;
