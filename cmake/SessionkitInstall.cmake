@@ -21,6 +21,9 @@ set(SESSIONKIT_PC_REQUIRES "openssl nlohmann_json")
 if(SESSIONKIT_WITH_LMDB)
   string(APPEND SESSIONKIT_PC_REQUIRES " lmdb")
 endif()
+if(SESSIONKIT_WITH_REDIS)
+  string(APPEND SESSIONKIT_PC_REQUIRES " hiredis")
+endif()
 # Relocatable: the prefix is found from the .pc file's own directory, so an
 # install with `cmake --install --prefix DIR` works wherever DIR is.
 file(RELATIVE_PATH SESSIONKIT_PC_TO_PREFIX ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})

@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSESSIONKIT_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build build/release -j "$(nproc)" --target sessionkit-bench
-build/release/bench/sessionkit-bench --store memory --locks thread --seconds 3 "$@"
+build/release/bench/sessionkit-bench --store lmdb --locks shm --durability nosync --seconds 3 "$@"

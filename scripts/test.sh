@@ -12,10 +12,12 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 jobs=$(nproc)
+# Every back end and adapter, so that every test runs.
+features=(-DSESSIONKIT_WITH_LMDB=ON -DSESSIONKIT_WITH_FILE=ON -DSESSIONKIT_WITH_REDIS=ON -DSESSIONKIT_WITH_HTTPD=ON)
 configure_and_build() {
   local dir=$1
   shift
-  cmake -S . -B "$dir" -G Ninja -DSESSIONKIT_BUILD_TESTS=ON "$@" >/dev/null
+  cmake -S . -B "$dir" -G Ninja -DSESSIONKIT_BUILD_TESTS=ON "${features[@]}" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
 }
 

@@ -17,7 +17,7 @@ throughput and latency beside baselines measured in the same run.
 Store and locks:
   --config FILE            a sessionkit JSON configuration (overrides the shorthands)
   --store lmdb|file|memory|redis   (default lmdb)
-  --locks shm|fcntl|thread|none    (default shm; thread with --store memory)
+  --locks shm|fcntl|thread|none|redis  (default shm; thread with --store memory)
   --durability MODE        lmdb: durable|nometasync|nosync, file: durable|nosync
   --dir PATH               directory for stores and lock files (default: a fresh temp dir)
   --slots N                lock slots (default 1024)

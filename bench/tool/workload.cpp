@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/tool/phase.hpp"
+#include "locks/shm_lock_manager.hpp"
 #include "sessionkit/sessionkit.hpp"
 #if SESSIONKIT_HAVE_LMDB
 #include "bench/tool/raw_lmdb.hpp"
@@ -195,12 +196,34 @@ class RawLockWorker final : public ProcessWorker {
 
 double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
+// Removes the lock regions a shorthand run created, so runs leave nothing in /dev/shm.
+class RegionCleanup {
+ public:
+  explicit RegionCleanup(const nlohmann::json& doc) {
+    const nlohmann::json& locks = doc["locks"];
+    if (locks.value("type", "") == "shm" && locks.contains("name")) name_ = locks["name"].get<std::string>();
+  }
+  ~RegionCleanup() {
+    if (name_.empty()) return;
+    try {
+      ShmLockManager::remove(name_);
+      ShmLockManager::remove(name_ + "-baseline");
+    } catch (const std::exception&) {
+    }
+  }
+
+ private:
+  std::string name_;
+};
+
 }  // namespace
 
 RunResult run_once(const Options& o, const std::string& sweep_value, volatile std::sig_atomic_t* interrupted) {
   WorkDir work(o.dir);
   fs::path base_dir;
   const nlohmann::json doc = make_config(o, work.path(), &base_dir);
+  std::optional<RegionCleanup> regions;
+  if (o.config_file.empty()) regions.emplace(doc);
   const Config config = Config::from_json(doc, base_dir);
   const bool cross_process = o.procs > 1;
   if (cross_process && config.store.type == "memory") {

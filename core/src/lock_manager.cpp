@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -30,15 +32,41 @@ Held* find_held(std::uint64_t instance, std::uint32_t slot) {
   return nullptr;
 }
 
-}  // namespace
-
-struct LockManager::Counters {
+// One thread's counters for one manager. Only that thread writes them (plain
+// load + store, no locked instruction on the lock path); stats() sums all
+// blocks with relaxed loads.
+struct alignas(64) ThreadCounters {
   std::atomic<std::uint64_t> acquisitions{0};
   std::atomic<std::uint64_t> reentries{0};
   std::atomic<std::uint64_t> waits{0};
   std::atomic<std::uint64_t> wait_ns{0};
   std::atomic<std::uint64_t> timeouts{0};
   std::atomic<std::uint64_t> owner_deaths{0};
+};
+
+inline void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+// This thread's counter blocks by manager instance. Instance numbers are never
+// reused, so an entry of a destroyed manager is never looked up again.
+thread_local std::vector<std::pair<std::uint64_t, ThreadCounters*>> t_counters;
+
+}  // namespace
+
+struct LockManager::Counters {
+  std::mutex mu;
+  std::vector<std::unique_ptr<ThreadCounters>> blocks;  // one per thread that used the manager
+
+  ThreadCounters& mine(std::uint64_t instance) {
+    for (const auto& [id, block] : t_counters) {
+      if (id == instance) return *block;
+    }
+    std::lock_guard lock(mu);
+    blocks.push_back(std::make_unique<ThreadCounters>());
+    t_counters.emplace_back(instance, blocks.back().get());
+    return *blocks.back();
+  }
 };
 
 LockManager::LockManager(std::uint32_t slots, std::uint32_t resource_slots)
@@ -67,48 +95,61 @@ std::uint32_t LockManager::resource_slot_for(std::string_view name) const noexce
   return slots_ + static_cast<std::uint32_t>(detail::slot_hash(keyed) % resource_slots_);
 }
 
-void LockManager::check_order(std::uint32_t slot) const {
-  for (const Held& h : t_held) {
-    if (h.instance == instance_ && is_resource_slot(h.slot) && h.slot != slot) {
-      throw Error(errc::failed_precondition,
-                  "lock order: this thread holds resource slot " + std::to_string(h.slot) +
-                      " and may not take slot " + std::to_string(slot) +
-                      " (take session locks before resource locks, one resource lock at a time)");
-    }
-  }
-}
-
 LockStatus LockManager::finish_acquire(std::uint32_t slot, LockStatus status) {
   if (status == LockStatus::timed_out) return status;
-  counters_->acquisitions.fetch_add(1, std::memory_order_relaxed);
-  if (status == LockStatus::acquired_after_owner_death) {
-    counters_->owner_deaths.fetch_add(1, std::memory_order_relaxed);
-  }
+  ThreadCounters& c = counters_->mine(instance_);
+  add(c.acquisitions);
+  if (status == LockStatus::acquired_after_owner_death) add(c.owner_deaths);
   t_held.push_back(Held{instance_, slot, 1});
   return status;
 }
+
+namespace {
+
+// One pass over this thread's holds of manager `m`: the slot's entry if held
+// (a re-entry), else the lock-order check.
+Held* held_or_check_order(const LockManager& m, std::uint64_t instance, std::uint32_t slot) {
+  Held* same = nullptr;
+  const Held* resource = nullptr;
+  for (Held& h : t_held) {
+    if (h.instance != instance) continue;
+    if (h.slot == slot) {
+      same = &h;
+    } else if (m.is_resource_slot(h.slot)) {
+      resource = &h;
+    }
+  }
+  if (same == nullptr && resource != nullptr) {
+    throw Error(errc::failed_precondition,
+                "lock order: this thread holds resource slot " + std::to_string(resource->slot) +
+                    " and may not take slot " + std::to_string(slot) +
+                    " (take session locks before resource locks, one resource lock at a time)");
+  }
+  return same;
+}
+
+}  // namespace
 
 LockStatus LockManager::lock(std::uint32_t slot, Deadline deadline) {
   if (slot >= total_slots()) {
     throw Error(errc::invalid_argument, "LockManager::lock: slot " + std::to_string(slot) + " out of range");
   }
-  if (Held* h = find_held(instance_, slot)) {
+  if (Held* h = held_or_check_order(*this, instance_, slot)) {
     ++h->depth;
-    counters_->reentries.fetch_add(1, std::memory_order_relaxed);
+    add(counters_->mine(instance_).reentries);
     return LockStatus::acquired;
   }
-  check_order(slot);
   LockStatus status = try_lock_slot(slot);
   if (status == LockStatus::timed_out) {
-    counters_->waits.fetch_add(1, std::memory_order_relaxed);
     const auto start = std::chrono::steady_clock::now();
     status = lock_slot(slot, deadline);
     const auto waited = std::chrono::steady_clock::now() - start;
-    counters_->wait_ns.fetch_add(
-        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count()),
-        std::memory_order_relaxed);
+    ThreadCounters& c = counters_->mine(instance_);
+    add(c.waits);
+    add(c.wait_ns,
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count()));
     if (status == LockStatus::timed_out) {
-      counters_->timeouts.fetch_add(1, std::memory_order_relaxed);
+      add(c.timeouts);
       return status;
     }
   }
@@ -119,12 +160,11 @@ LockStatus LockManager::try_lock(std::uint32_t slot) {
   if (slot >= total_slots()) {
     throw Error(errc::invalid_argument, "LockManager::try_lock: slot " + std::to_string(slot) + " out of range");
   }
-  if (Held* h = find_held(instance_, slot)) {
+  if (Held* h = held_or_check_order(*this, instance_, slot)) {
     ++h->depth;
-    counters_->reentries.fetch_add(1, std::memory_order_relaxed);
+    add(counters_->mine(instance_).reentries);
     return LockStatus::acquired;
   }
-  check_order(slot);
   return finish_acquire(slot, try_lock_slot(slot));
 }
 
@@ -135,7 +175,9 @@ void LockManager::unlock(std::uint32_t slot) {
                 "LockManager::unlock: this thread does not hold slot " + std::to_string(slot));
   }
   if (--h->depth > 0) return;
-  std::erase_if(t_held, [this, slot](const Held& e) { return e.instance == instance_ && e.slot == slot; });
+  // Swap-remove: the order of holds does not matter.
+  if (h != &t_held.back()) *h = t_held.back();
+  t_held.pop_back();
   unlock_slot(slot);
 }
 
@@ -150,12 +192,15 @@ void LockManager::after_fork() {
 
 LockStats LockManager::stats() const noexcept {
   LockStats s;
-  s.acquisitions = counters_->acquisitions.load(std::memory_order_relaxed);
-  s.reentries = counters_->reentries.load(std::memory_order_relaxed);
-  s.waits = counters_->waits.load(std::memory_order_relaxed);
-  s.wait_ns = counters_->wait_ns.load(std::memory_order_relaxed);
-  s.timeouts = counters_->timeouts.load(std::memory_order_relaxed);
-  s.owner_deaths = counters_->owner_deaths.load(std::memory_order_relaxed);
+  std::lock_guard lock(counters_->mu);
+  for (const auto& c : counters_->blocks) {
+    s.acquisitions += c->acquisitions.load(std::memory_order_relaxed);
+    s.reentries += c->reentries.load(std::memory_order_relaxed);
+    s.waits += c->waits.load(std::memory_order_relaxed);
+    s.wait_ns += c->wait_ns.load(std::memory_order_relaxed);
+    s.timeouts += c->timeouts.load(std::memory_order_relaxed);
+    s.owner_deaths += c->owner_deaths.load(std::memory_order_relaxed);
+  }
   return s;
 }
 

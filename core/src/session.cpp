@@ -43,6 +43,7 @@ void Session::State::save_if_needed() {
   }
   std::int64_t expires = now + static_cast<std::int64_t>(next.idle_timeout_s) * 1000;
   if (next.absolute_deadline_ms != 0) expires = std::min(expires, next.absolute_deadline_ms);
+  mgr->locks->check_held(slot);  // a lost lease (Redis) must not write
   mgr->store->save(id, record, from_ms(expires));
   header = next;
   stored_payload = std::move(payload);
@@ -108,7 +109,10 @@ void Session::invalidate() {
   require_locked(*state_, "invalidate");
   State& s = *state_;
   if (s.invalidated) return;
-  if (s.stored) s.mgr->store->remove(s.id);
+  if (s.stored) {
+    s.mgr->locks->check_held(s.slot);
+    s.mgr->store->remove(s.id);
+  }
   s.invalidated = true;
   s.stored = false;
   s.data = nlohmann::json::object();
@@ -133,7 +137,10 @@ void Session::regenerate_id() {
     // alive a little longer rather than losing the data.
     s.stored = false;
     s.save_if_needed();
-    if (had_record) s.mgr->store->remove(old_id);
+    if (had_record) {
+      s.mgr->locks->check_held(old_slot);
+      s.mgr->store->remove(old_id);
+    }
   } catch (...) {
     s.mgr->locks->unlock(new_slot);
     s.id = old_id;
@@ -158,6 +165,16 @@ void Session::unlock() {
   }
   s.locked = false;
   s.mgr->locks->unlock(s.slot);
+}
+
+void Session::discard() noexcept {
+  if (!state_ || !state_->locked) return;
+  state_->locked = false;
+  try {
+    state_->mgr->locks->unlock(state_->slot);
+  } catch (...) {
+    // Only possible if the session crossed threads, which the contract forbids.
+  }
 }
 
 bool Session::locked() const noexcept { return state_->locked; }

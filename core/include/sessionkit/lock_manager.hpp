@@ -83,6 +83,13 @@ class LockManager {
 
   bool held_by_this_thread(std::uint32_t slot) const noexcept;
 
+  // Confirms, right before a write, that this thread still holds `slot`, and
+  // renews it where holds expire (Redis leases). Throws Error(aborted) when the
+  // hold was lost (the write must not happen) and Error(unavailable) when that
+  // cannot be checked. Managers whose holds cannot be lost (shm, fcntl,
+  // thread) do nothing. REQUIRES: this thread locked `slot`.
+  virtual void check_held(std::uint32_t slot) { (void)slot; }
+
   LockStats stats() const noexcept;
 
   // The registry name: "thread", "none", "shm", "fcntl", ...
@@ -105,7 +112,6 @@ class LockManager {
 
  private:
   LockStatus finish_acquire(std::uint32_t slot, LockStatus status);
-  void check_order(std::uint32_t slot) const;
 
   const std::uint32_t slots_;
   const std::uint32_t resource_slots_;

@@ -62,7 +62,9 @@ class Session {
   // Writes the session if needed (see above); keeps the lock.
   // Throws Error: failed_precondition after unlock(), invalid_argument for data
   // that is not an object or nests too deep, resource_exhausted over
-  // max_record_bytes or when the store is full, or the store's error.
+  // max_record_bytes or when the store is full, aborted when the session's
+  // lock was lost meanwhile (a Redis lease ran out: nothing is written), or
+  // the store's error.
   // A no-op after invalidate().
   void save();
 
@@ -78,6 +80,11 @@ class Session {
   // Saves per autosave, then releases the lock. Later data() reads work; save,
   // invalidate and regenerate_id throw Error(failed_precondition).
   void unlock();
+
+  // Releases the lock without saving: changes since the last save are
+  // dropped. For error paths (the request failed; keep the stored session as
+  // it was). Later calls behave as after unlock().
+  void discard() noexcept;
 
   bool locked() const noexcept;
   bool invalidated() const noexcept;

@@ -320,6 +320,25 @@ TEST_F(SessionManagerTest, UnlockReleasesAndFurtherWritesAreRefused) {
   }).join();
 }
 
+TEST_F(SessionManagerTest, DiscardReleasesWithoutSaving) {
+  SessionManager m = make();
+  std::string cookie;
+  {
+    Session s = m.open("");
+    s.data()["n"] = 1;
+    cookie = cookie_from(m.set_cookie(s));
+  }
+  {
+    Session s = m.open(cookie);
+    s.data()["n"] = 2;
+    s.discard();
+    EXPECT_FALSE(s.locked());
+    EXPECT_EQ(code_of([&] { s.save(); }), errc::failed_precondition);
+    std::thread([&] { EXPECT_EQ(m.open(cookie).data()["n"], 1); }).join();  // unlocked, unchanged
+  }
+  EXPECT_EQ(m.open(cookie).data()["n"], 1);
+}
+
 TEST_F(SessionManagerTest, SameSessionTwiceInOneThreadDoesNotDeadlock) {
   SessionManager m = make({{"locks", {{"type", "thread"}, {"wait_ms", 200}}}});
   std::string cookie;

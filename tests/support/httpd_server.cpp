@@ -1,0 +1,145 @@
+#include "tests/support/httpd_server.hpp"
+
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "tests/support/http_client.hpp"
+
+namespace sessionkit::testing {
+
+namespace fs = std::filesystem;
+
+std::string HttpdServer::module_path() { return SESSIONKIT_TEST_MOD_SESSIONKIT; }
+
+HttpdServer::HttpdServer(fs::path dir, HttpdOptions options)
+    : dir_(std::move(dir)), data_dir_(dir_ / "data"), options_(std::move(options)) {
+  fs::create_directories(data_dir_);
+  if (geteuid() == 0) {
+    // The children run as options_.user: they must reach the data directory.
+    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    if (passwd* pw = getpwnam(options_.user.c_str())) {
+      if (chown(data_dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown data dir failed");
+    }
+  }
+}
+
+HttpdServer::~HttpdServer() { stop(); }
+
+bool HttpdServer::start() {
+  port_ = free_port();
+  const std::string modules = "/usr/lib/apache2/modules/";
+  std::ostringstream conf;
+  conf << "ServerRoot \"" << dir_.string() << "\"\n"
+       << "DefaultRuntimeDir \"" << dir_.string() << "\"\n"
+       << "PidFile \"" << (dir_ / "httpd.pid").string() << "\"\n"
+       << "Mutex file:" << dir_.string() << " default\n"
+       << "Listen 127.0.0.1:" << port_ << "\n"
+       << "ServerName 127.0.0.1\n"
+       << "ErrorLog \"" << (dir_ / "error.log").string() << "\"\n"
+       << "LogLevel warn\n"
+       << "LoadModule mpm_" << options_.mpm << "_module " << modules << "mod_mpm_" << options_.mpm << ".so\n";
+  if (options_.mpm == "prefork") {
+    conf << "StartServers 20\nMinSpareServers 5\nMaxSpareServers 40\nServerLimit 48\nMaxRequestWorkers 48\n";
+  } else {
+    conf << "StartServers 2\nServerLimit 4\nThreadsPerChild 25\nMaxRequestWorkers 100\nMinSpareThreads 25\n"
+            "MaxSpareThreads 100\n";
+  }
+  conf << "LoadModule authz_core_module " << modules << "mod_authz_core.so\n"
+       << "<Location />\n  Require all granted\n</Location>\n"
+       << "KeepAlive On\nMaxKeepAliveRequests 0\nKeepAliveTimeout 30\n"
+       << "LoadModule sessionkit_module " << module_path() << "\n";
+  for (const std::string& m : options_.load_modules) conf << "LoadModule " << m << "\n";
+  if (geteuid() == 0) conf << "User " << options_.user << "\nGroup " << options_.user << "\n";
+  if (!options_.config_json.empty()) conf << "SessionKitConfig \"" << options_.config_json << "\"\n";
+  conf << "SessionKitTestHooks " << (options_.test_hooks ? "On" : "Off") << "\n"
+       << "<Location /demo>\n  SetHandler sessionkit-demo\n</Location>\n"
+       << "<Location /hello>\n  SetHandler sessionkit-hello\n</Location>\n"
+       << options_.extra << "\n";
+  const fs::path conf_path = dir_ / "httpd.conf";
+  std::ofstream(conf_path) << conf.str();
+
+  pid_ = fork();
+  if (pid_ < 0) return false;
+  if (pid_ == 0) {
+    // Its own process group: httpd signals its whole group on shutdown.
+    setpgid(0, 0);
+    const std::string log = (dir_ / "stderr.log").string();
+    if (FILE* f = std::freopen(log.c_str(), "w", stderr)) (void)f;
+    execl("/usr/sbin/apache2", "apache2", "-f", conf_path.c_str(), "-DFOREGROUND", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    HttpClient client(port_, 1000);
+    if (client.get("/hello").status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+void HttpdServer::stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  int status = 0;
+  while (waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Children that outlive the parent (killed parent) must not keep the port.
+  for (pid_t child : children()) kill(child, SIGKILL);
+  pid_ = -1;
+}
+
+void HttpdServer::graceful_restart() {
+  if (pid_ > 0) kill(pid_, SIGUSR1);
+}
+
+std::vector<pid_t> HttpdServer::children() const {
+  std::vector<pid_t> out;
+  if (pid_ <= 0) return out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == pid_ && state != 'Z') out.push_back(static_cast<pid_t>(std::stoi(name)));
+  }
+  return out;
+}
+
+std::string HttpdServer::error_log() const {
+  std::ifstream in(dir_ / "error.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  std::ifstream err(dir_ / "stderr.log");
+  s << err.rdbuf();
+  return s.str();
+}
+
+}  // namespace sessionkit::testing

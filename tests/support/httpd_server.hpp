@@ -1,0 +1,60 @@
+// Starts a real Apache httpd (Debian's apache2 binary) for integration tests:
+// its own config file, a free port on 127.0.0.1, its own pid and log files,
+// under a directory of the test's. Runs in the foreground as a child of the
+// test; stop() (or the destructor) ends it.
+//
+// When the test runs as root, httpd starts as root and its children run as
+// `user` (www-data), as in production: the directory is made traversable and
+// data_dir() is owned by that user.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace sessionkit::testing {
+
+struct HttpdOptions {
+  std::string mpm = "prefork";  // prefork, worker or event
+  std::string config_json;      // SessionKitConfig path ("" for none)
+  bool test_hooks = true;       // SessionKitTestHooks On
+  std::vector<std::string> load_modules;  // extra "name path" LoadModule lines, after mod_sessionkit
+  std::string extra;            // appended to httpd.conf
+  std::string user = "www-data";
+};
+
+class HttpdServer {
+ public:
+  // `dir`: an existing directory for config, logs and data.
+  HttpdServer(std::filesystem::path dir, HttpdOptions options);
+  ~HttpdServer();
+  HttpdServer(const HttpdServer&) = delete;
+  HttpdServer& operator=(const HttpdServer&) = delete;
+
+  // Writes httpd.conf and starts httpd; true once /hello answers 200. False
+  // when httpd exits instead (read error_log()) or does not answer in time.
+  bool start();
+  void stop();
+  // apachectl -k graceful: SIGUSR1 to the parent.
+  void graceful_restart();
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // httpd's child processes (workers) right now.
+  std::vector<pid_t> children() const;
+  std::string error_log() const;
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+  // The directory owned by httpd's user, for stores.
+  static std::string module_path();
+
+ private:
+  std::filesystem::path dir_;
+  std::filesystem::path data_dir_;
+  HttpdOptions options_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace sessionkit::testing
