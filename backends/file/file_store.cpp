@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "backend_type.hpp"
 #include "builtin_backends.hpp"
 #include "config_reader.hpp"
 #include "session_id.hpp"
@@ -987,16 +988,7 @@ FileStoreOptions parse_file_store(const nlohmann::json& section, const std::file
 }  // namespace
 
 void register_file_store(Registry& registry) {
-  StoreType t;
-  t.shared_across_processes = true;
-  t.validate = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
-    parse_file_store(section, base_dir);
-  };
-  t.create = [](const nlohmann::json& section,
-                const std::filesystem::path& base_dir) -> std::unique_ptr<Store> {
-    return std::make_unique<FileStore>(parse_file_store(section, base_dir));
-  };
-  registry.add_store("file", std::move(t));
+  registry.add_store("file", store_type<FileStore>(&parse_file_store));
 }
 
 }  // namespace detail

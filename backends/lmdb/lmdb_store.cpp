@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend_type.hpp"
 #include "builtin_backends.hpp"
 #include "config_reader.hpp"
 #include "sessionkit/error.hpp"
@@ -824,16 +825,7 @@ LmdbStoreOptions parse_lmdb_options(const nlohmann::json& section, const std::fi
 }  // namespace
 
 void register_lmdb_store(Registry& registry) {
-  StoreType t;
-  t.shared_across_processes = true;
-  t.validate = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
-    parse_lmdb_options(section, base_dir);
-  };
-  t.create = [](const nlohmann::json& section,
-                const std::filesystem::path& base_dir) -> std::unique_ptr<Store> {
-    return std::make_unique<LmdbStore>(parse_lmdb_options(section, base_dir));
-  };
-  registry.add_store("lmdb", std::move(t));
+  registry.add_store("lmdb", store_type<LmdbStore>(&parse_lmdb_options));
 }
 
 }  // namespace detail

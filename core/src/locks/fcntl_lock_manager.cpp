@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend_type.hpp"
 #include "builtin_backends.hpp"
 #include "config_reader.hpp"
 #include "locks/lock_options.hpp"
@@ -176,26 +177,15 @@ FcntlLockOptions parse_fcntl(const nlohmann::json& section, const std::filesyste
   o.slots = layout.slots;
   o.resource_slots = layout.resource_slots;
   o.path = r.path("path", "sessionkit.locks", base_dir);
-  const bool has_owner = r.raw("owner") != nullptr;
-  const std::string owner = has_owner ? r.string("owner", "") : std::string();
+  o.owner = read_lock_owner(r);
   r.finish();
-  if (has_owner) o.owner = resolve_lock_owner(owner, r.name("owner"));
   return o;
 }
 
 }  // namespace
 
 void register_fcntl_lock_manager(Registry& registry) {
-  LockManagerType t;
-  t.shared_across_processes = true;
-  t.validate = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
-    parse_fcntl(section, base_dir);
-  };
-  t.create = [](const nlohmann::json& section,
-                const std::filesystem::path& base_dir) -> std::unique_ptr<LockManager> {
-    return std::make_unique<FcntlLockManager>(parse_fcntl(section, base_dir));
-  };
-  registry.add_lock_manager("fcntl", std::move(t));
+  registry.add_lock_manager("fcntl", lock_manager_type<FcntlLockManager>(&parse_fcntl));
 }
 
 }  // namespace detail

@@ -4,6 +4,7 @@
 // what locking costs.
 #include <nlohmann/json.hpp>
 
+#include "backend_type.hpp"
 #include "builtin_backends.hpp"
 #include "config_reader.hpp"
 #include "locks/lock_options.hpp"
@@ -15,7 +16,7 @@ namespace {
 
 class NoneLockManager final : public LockManager {
  public:
-  using LockManager::LockManager;
+  explicit NoneLockManager(const detail::LockLayoutOptions& o) : LockManager(o.slots, o.resource_slots) {}
   std::string_view type() const noexcept override { return "none"; }
   bool shared_across_processes() const noexcept override { return false; }
 
@@ -30,22 +31,14 @@ class NoneLockManager final : public LockManager {
 namespace detail {
 
 void register_none_lock_manager(Registry& registry) {
-  auto parse = [](const nlohmann::json& section) {
+  auto parse = [](const nlohmann::json& section, const std::filesystem::path&) {
     ConfigReader r(section, "locks");
     r.string("type", "none");
     LockLayoutOptions o = read_lock_layout(r);
     r.finish();
     return o;
   };
-  LockManagerType t;
-  t.shared_across_processes = false;
-  t.validate = [parse](const nlohmann::json& section, const std::filesystem::path&) { parse(section); };
-  t.create = [parse](const nlohmann::json& section,
-                     const std::filesystem::path&) -> std::unique_ptr<LockManager> {
-    LockLayoutOptions o = parse(section);
-    return std::make_unique<NoneLockManager>(o.slots, o.resource_slots);
-  };
-  registry.add_lock_manager("none", std::move(t));
+  registry.add_lock_manager("none", lock_manager_type<NoneLockManager>(parse, /*shared_across_processes=*/false));
 }
 
 }  // namespace detail

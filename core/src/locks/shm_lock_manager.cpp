@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend_type.hpp"
 #include "builtin_backends.hpp"
 #include "config_reader.hpp"
 #include "locks/lock_options.hpp"
@@ -97,6 +98,11 @@ static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free,
               "the magic word is read by other processes without a lock");
 
 namespace detail {
+
+std::optional<LockOwner> read_lock_owner(ConfigReader& r) {
+  if (r.raw("owner") == nullptr) return std::nullopt;
+  return resolve_lock_owner(r.string("owner", ""), r.name("owner"));
+}
 
 LockOwner resolve_lock_owner(const std::string& user, std::string_view key) {
   if (user.empty()) throw Error(errc::bad_config, std::string(key) + ": must not be empty");
@@ -318,7 +324,7 @@ void ShmLockManager::unlock_slot(std::uint32_t slot) {
 namespace detail {
 namespace {
 
-ShmLockOptions parse_shm(const nlohmann::json& section) {
+ShmLockOptions parse_shm(const nlohmann::json& section, const std::filesystem::path&) {
   ConfigReader r(section, "locks");
   r.string("type", "shm");
   const LockLayoutOptions layout = read_lock_layout(r);
@@ -327,23 +333,15 @@ ShmLockOptions parse_shm(const nlohmann::json& section) {
   o.resource_slots = layout.resource_slots;
   o.name = r.string("name", o.name);
   ShmLockManager::validate_name(o.name, r.name("name"));
-  const bool has_owner = r.raw("owner") != nullptr;
-  const std::string owner = has_owner ? r.string("owner", "") : std::string();
+  o.owner = read_lock_owner(r);
   r.finish();
-  if (has_owner) o.owner = resolve_lock_owner(owner, r.name("owner"));
   return o;
 }
 
 }  // namespace
 
 void register_shm_lock_manager(Registry& registry) {
-  LockManagerType t;
-  t.shared_across_processes = true;
-  t.validate = [](const nlohmann::json& section, const std::filesystem::path&) { parse_shm(section); };
-  t.create = [](const nlohmann::json& section, const std::filesystem::path&) -> std::unique_ptr<LockManager> {
-    return std::make_unique<ShmLockManager>(parse_shm(section));
-  };
-  registry.add_lock_manager("shm", std::move(t));
+  registry.add_lock_manager("shm", lock_manager_type<ShmLockManager>(&parse_shm));
 }
 
 }  // namespace detail

@@ -43,6 +43,8 @@ namespace sessionkit {
 
 namespace detail {
 
+class ConfigReader;
+
 // A user the lock region or lock file is handed to (config key "owner"): a
 // root parent (httpd) creates it, its unprivileged children or CGI programs
 // attach to it. Shared by the shm and fcntl lock managers.
@@ -55,6 +57,9 @@ struct LockOwner {
 // Looks `user` up in the password database.
 // Throws Error(bad_config) naming `key` when there is no such user.
 LockOwner resolve_lock_owner(const std::string& user, std::string_view key);
+
+// The optional "owner" key of a locks section.
+std::optional<LockOwner> read_lock_owner(ConfigReader& r);
 
 // fchown()s `fd` to `owner` when this process runs as root (geteuid() == 0);
 // does nothing otherwise, since only root may give a file away.

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend_type.hpp"
 #include "builtin_backends.hpp"
 #include "config_reader.hpp"
 #include "locks/lock_options.hpp"
@@ -27,22 +28,14 @@ void ThreadLockManager::unlock_slot(std::uint32_t slot) { slots_[slot].mu.unlock
 namespace detail {
 
 void register_thread_lock_manager(Registry& registry) {
-  auto parse = [](const nlohmann::json& section) {
+  auto parse = [](const nlohmann::json& section, const std::filesystem::path&) {
     ConfigReader r(section, "locks");
     r.string("type", "thread");
     LockLayoutOptions o = read_lock_layout(r);
     r.finish();
     return o;
   };
-  LockManagerType t;
-  t.shared_across_processes = false;
-  t.validate = [parse](const nlohmann::json& section, const std::filesystem::path&) { parse(section); };
-  t.create = [parse](const nlohmann::json& section,
-                     const std::filesystem::path&) -> std::unique_ptr<LockManager> {
-    LockLayoutOptions o = parse(section);
-    return std::make_unique<ThreadLockManager>(o.slots, o.resource_slots);
-  };
-  registry.add_lock_manager("thread", std::move(t));
+  registry.add_lock_manager("thread", lock_manager_type<ThreadLockManager>(parse, /*shared_across_processes=*/false));
 }
 
 }  // namespace detail
