@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <map>
 #include <set>
 #include <utility>
 #include <vector>
@@ -89,8 +90,11 @@ std::mutex& open_files_mu() {
   static std::mutex mu;
   return mu;
 }
-std::set<std::pair<dev_t, ino_t>>& open_files() {
-  static auto* files = new std::set<std::pair<dev_t, ino_t>>();  // never destroyed: used at exit
+// The environment files open in this process, with the pid that opened each:
+// entries inherited through fork() belong to the parent and do not count
+// (the child may open the file afresh, as a prefork child must).
+std::map<std::pair<dev_t, ino_t>, pid_t>& open_files() {
+  static auto* files = new std::map<std::pair<dev_t, ino_t>, pid_t>();  // never destroyed: used at exit
   return *files;
 }
 
@@ -173,6 +177,10 @@ LmdbStore::LmdbStore(LmdbStoreOptions options)
 
   std::lock_guard lock(open_files_mu());
   struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0) {
+    auto it = open_files().find({st.st_dev, st.st_ino});
+    if (it != open_files().end() && it->second != current_pid()) open_files().erase(it);
+  }
   if (::stat(path_.c_str(), &st) == 0 && open_files().count({st.st_dev, st.st_ino}) != 0) {
     delete resize_mu_;
     throw Error(errc::failed_precondition,
@@ -184,7 +192,7 @@ LmdbStore::LmdbStore(LmdbStoreOptions options)
     delete resize_mu_;
     throw;
   }
-  open_files().insert({dev_, ino_});
+  open_files()[{dev_, ino_}] = current_pid();
 }
 
 LmdbStore::~LmdbStore() {
@@ -300,6 +308,8 @@ void LmdbStore::after_fork() {
   map_growths_.store(0);
   stale_readers_.store(0);
   open_env();
+  std::lock_guard lock(open_files_mu());
+  open_files()[{dev_, ino_}] = current_pid();
 }
 
 void LmdbStore::check_pid() const {

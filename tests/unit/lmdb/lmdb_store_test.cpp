@@ -703,6 +703,29 @@ TEST(LmdbStore, StaleReadersAreClearedWhenAProcessOpens) {
 
 // --- fork ----------------------------------------------------------------
 
+// A prefork child may instead open the file afresh (as sessionkit-bench's
+// workers and mod_sessionkit's children do); a second handle in one process
+// stays refused.
+TEST(LmdbStore, ChildMayOpenTheParentsFileAfresh) {
+  TempDir dir;
+  LmdbStore store(small_options(dir / "s.mdb"));
+  store.save("parent", "p", kT0);
+  pid_t pid = sessionkit::testing::fork_child([&] {
+    LmdbStore own(small_options(dir / "s.mdb"));
+    if (own.load("parent") != "p") return 10;
+    own.save("child", "c", kT0);
+    try {
+      LmdbStore second(small_options(dir / "s.mdb"));
+      return 11;
+    } catch (const Error& e) {
+      if (e.code_value() != errc::failed_precondition) return 12;
+    }
+    return 0;
+  });
+  EXPECT_EQ(sessionkit::testing::wait_child(pid), 0);
+  EXPECT_EQ(store.load("child"), "c");
+}
+
 TEST(LmdbStore, ChildMustCallAfterForkAndThenWorks) {
   TempDir dir;
   LmdbStore store(small_options(dir / "s.mdb"));
