@@ -19,14 +19,31 @@ struct Held {
   std::uint32_t depth;
 };
 
-// The slots this thread holds, across all managers. A thread holds a handful
-// at most, so a vector beats any map.
-thread_local std::vector<Held> t_held;
+struct ThreadCounters;
+
+// Everything the lock path keeps per thread, in one thread-local object so a
+// lock or unlock reaches thread-local storage once. initial-exec: the library
+// is position-independent (it goes into httpd modules), and the default TLS
+// model would make every access a __tls_get_addr call; the object is small
+// enough for the static TLS space glibc keeps for dlopen()ed libraries.
+struct ThreadState {
+  // The slots this thread holds, across all managers. A thread holds a
+  // handful at most, so a vector beats any map.
+  std::vector<Held> held;
+  // This thread's counter blocks by manager instance. Instance numbers are
+  // never reused, so an entry of a destroyed manager is never looked up again.
+  std::vector<std::pair<std::uint64_t, ThreadCounters*>> counters;
+  // The last block used: nearly every thread uses one manager.
+  std::uint64_t last_instance = 0;
+  ThreadCounters* last_block = nullptr;
+};
+
+__attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state;
 
 std::atomic<std::uint64_t> g_next_instance{1};
 
-Held* find_held(std::uint64_t instance, std::uint32_t slot) {
-  for (Held& h : t_held) {
+Held* find_held(ThreadState& ts, std::uint64_t instance, std::uint32_t slot) {
+  for (Held& h : ts.held) {
     if (h.instance == instance && h.slot == slot) return &h;
   }
   return nullptr;
@@ -48,24 +65,27 @@ inline void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-// This thread's counter blocks by manager instance. Instance numbers are never
-// reused, so an entry of a destroyed manager is never looked up again.
-thread_local std::vector<std::pair<std::uint64_t, ThreadCounters*>> t_counters;
-
 }  // namespace
 
 struct LockManager::Counters {
   std::mutex mu;
   std::vector<std::unique_ptr<ThreadCounters>> blocks;  // one per thread that used the manager
 
-  ThreadCounters& mine(std::uint64_t instance) {
-    for (const auto& [id, block] : t_counters) {
-      if (id == instance) return *block;
+  ThreadCounters& mine(ThreadState& ts, std::uint64_t instance) {
+    if (ts.last_instance == instance) return *ts.last_block;
+    ThreadCounters* found = nullptr;
+    for (const auto& [id, block] : ts.counters) {
+      if (id == instance) found = block;
     }
-    std::lock_guard lock(mu);
-    blocks.push_back(std::make_unique<ThreadCounters>());
-    t_counters.emplace_back(instance, blocks.back().get());
-    return *blocks.back();
+    if (found == nullptr) {
+      std::lock_guard lock(mu);
+      blocks.push_back(std::make_unique<ThreadCounters>());
+      found = blocks.back().get();
+      ts.counters.emplace_back(instance, found);
+    }
+    ts.last_instance = instance;
+    ts.last_block = found;
+    return *found;
   }
 };
 
@@ -79,7 +99,7 @@ LockManager::LockManager(std::uint32_t slots, std::uint32_t resource_slots)
 }
 
 LockManager::~LockManager() {
-  std::erase_if(t_held, [this](const Held& h) { return h.instance == instance_; });
+  std::erase_if(t_state.held, [this](const Held& h) { return h.instance == instance_; });
   delete counters_;
 }
 
@@ -97,10 +117,10 @@ std::uint32_t LockManager::resource_slot_for(std::string_view name) const noexce
 
 LockStatus LockManager::finish_acquire(std::uint32_t slot, LockStatus status) {
   if (status == LockStatus::timed_out) return status;
-  ThreadCounters& c = counters_->mine(instance_);
+  ThreadCounters& c = counters_->mine(t_state, instance_);
   add(c.acquisitions);
   if (status == LockStatus::acquired_after_owner_death) add(c.owner_deaths);
-  t_held.push_back(Held{instance_, slot, 1});
+  t_state.held.push_back(Held{instance_, slot, 1});
   return status;
 }
 
@@ -111,7 +131,7 @@ namespace {
 Held* held_or_check_order(const LockManager& m, std::uint64_t instance, std::uint32_t slot) {
   Held* same = nullptr;
   const Held* resource = nullptr;
-  for (Held& h : t_held) {
+  for (Held& h : t_state.held) {
     if (h.instance != instance) continue;
     if (h.slot == slot) {
       same = &h;
@@ -136,7 +156,7 @@ LockStatus LockManager::lock(std::uint32_t slot, Deadline deadline) {
   }
   if (Held* h = held_or_check_order(*this, instance_, slot)) {
     ++h->depth;
-    add(counters_->mine(instance_).reentries);
+    add(counters_->mine(t_state, instance_).reentries);
     return LockStatus::acquired;
   }
   LockStatus status = try_lock_slot(slot);
@@ -144,7 +164,7 @@ LockStatus LockManager::lock(std::uint32_t slot, Deadline deadline) {
     const auto start = std::chrono::steady_clock::now();
     status = lock_slot(slot, deadline);
     const auto waited = std::chrono::steady_clock::now() - start;
-    ThreadCounters& c = counters_->mine(instance_);
+    ThreadCounters& c = counters_->mine(t_state, instance_);
     add(c.waits);
     add(c.wait_ns,
         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count()));
@@ -162,31 +182,31 @@ LockStatus LockManager::try_lock(std::uint32_t slot) {
   }
   if (Held* h = held_or_check_order(*this, instance_, slot)) {
     ++h->depth;
-    add(counters_->mine(instance_).reentries);
+    add(counters_->mine(t_state, instance_).reentries);
     return LockStatus::acquired;
   }
   return finish_acquire(slot, try_lock_slot(slot));
 }
 
 void LockManager::unlock(std::uint32_t slot) {
-  Held* h = find_held(instance_, slot);
+  Held* h = find_held(t_state, instance_, slot);
   if (h == nullptr) {
     throw Error(errc::failed_precondition,
                 "LockManager::unlock: this thread does not hold slot " + std::to_string(slot));
   }
   if (--h->depth > 0) return;
   // Swap-remove: the order of holds does not matter.
-  if (h != &t_held.back()) *h = t_held.back();
-  t_held.pop_back();
+  if (h != &t_state.held.back()) *h = t_state.held.back();
+  t_state.held.pop_back();
   unlock_slot(slot);
 }
 
 bool LockManager::held_by_this_thread(std::uint32_t slot) const noexcept {
-  return find_held(instance_, slot) != nullptr;
+  return find_held(t_state, instance_, slot) != nullptr;
 }
 
 void LockManager::after_fork() {
-  std::erase_if(t_held, [this](const Held& h) { return h.instance == instance_; });
+  std::erase_if(t_state.held, [this](const Held& h) { return h.instance == instance_; });
   reopen_after_fork();
 }
 
