@@ -66,6 +66,43 @@ bool HttpdServer::start() {
   const fs::path conf_path = dir_ / "httpd.conf";
   std::ofstream(conf_path) << conf.str();
 
+  // The environment of httpd, built before fork: the child may only exec.
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  if (options_.preload_sanitizer_runtime) {
+    // The ASan runtime first; then libstdc++, which httpd (C) would only get
+    // with the module: ASan resolves its __cxa_throw interceptor at start-up,
+    // and without it the module's first throw is a CHECK failure.
+    std::string runtime;
+    std::string cxx_runtime;
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);) {
+      const auto slash = line.find('/');
+      if (slash == std::string::npos) continue;
+      if (runtime.empty() && line.find("/libasan.so", slash) != std::string::npos) runtime = line.substr(slash);
+      if (cxx_runtime.empty() && line.find("/libstdc++.so", slash) != std::string::npos) {
+        cxx_runtime = line.substr(slash);
+      }
+    }
+    if (!runtime.empty()) {
+      if (!cxx_runtime.empty()) runtime += ":" + cxx_runtime;
+      std::string asan_options = "ASAN_OPTIONS=";
+      for (auto it = env.begin(); it != env.end();) {
+        if (it->rfind("ASAN_OPTIONS=", 0) == 0) asan_options = *it + ":";
+        if (it->rfind("ASAN_OPTIONS=", 0) == 0 || it->rfind("LD_PRELOAD=", 0) == 0) {
+          it = env.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      env.push_back("LD_PRELOAD=" + runtime);
+      env.push_back(asan_options + "detect_leaks=0");
+    }
+  }
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
   pid_ = fork();
   if (pid_ < 0) return false;
   if (pid_ == 0) {
@@ -73,7 +110,8 @@ bool HttpdServer::start() {
     setpgid(0, 0);
     const std::string log = (dir_ / "stderr.log").string();
     if (FILE* f = std::freopen(log.c_str(), "w", stderr)) (void)f;
-    execl("/usr/sbin/apache2", "apache2", "-f", conf_path.c_str(), "-DFOREGROUND", static_cast<char*>(nullptr));
+    execle("/usr/sbin/apache2", "apache2", "-f", conf_path.c_str(), "-DFOREGROUND", static_cast<char*>(nullptr),
+           envp.data());
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

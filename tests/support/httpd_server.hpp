@@ -23,6 +23,11 @@ struct HttpdOptions {
   std::vector<std::string> load_modules;  // extra "name path" LoadModule lines, after mod_sessionkit
   std::string extra;            // appended to httpd.conf
   std::string user = "www-data";
+  // When this test binary runs under AddressSanitizer, the modules it built
+  // (mod_sessionkit) need the ASan runtime loaded first: start httpd with it
+  // (and libstdc++) in LD_PRELOAD, and with detect_leaks=0 (httpd's own
+  // allocations at exit are not ours to report). No effect without ASan.
+  bool preload_sanitizer_runtime = true;
 };
 
 class HttpdServer {
