@@ -52,7 +52,8 @@ request_rec* active_main_request(request_rec* r) {
 }
 
 RequestSession* find(request_rec* r) {
-  return static_cast<RequestSession*>(ap_get_module_config(original_request(r)->request_config, &sessionkit_module));
+  return static_cast<RequestSession*>(
+      ap_get_module_config(original_request(r)->request_config, &sessionkit_module));
 }
 
 // Saves (per autosave) and unlocks. Failures are logged: the response is
@@ -69,7 +70,8 @@ void release(request_rec* r, RequestSession& rs, const char* where) {
   try {
     rs.session->unlock();
   } catch (const std::exception& e) {
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "sessionkit: saving the session failed (%s): %s", where, e.what());
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "sessionkit: saving the session failed (%s): %s", where,
+                  e.what());
   }
 }
 
@@ -116,7 +118,8 @@ void put_cookie(request_rec* r, RequestSession& rs) {
 void ensure_filter(request_rec* r) {
   request_rec* main = active_main_request(r);
   for (ap_filter_t* f = main->output_filters; f != nullptr; f = f->next) {
-    if (f->frec != nullptr && f->frec->name != nullptr && strcasecmp(f->frec->name, detail::kFilterName) == 0) return;
+    if (f->frec != nullptr && f->frec->name != nullptr && strcasecmp(f->frec->name, detail::kFilterName) == 0)
+      return;
   }
   ap_add_output_filter(detail::kFilterName, nullptr, main, main->connection);
 }
@@ -182,11 +185,11 @@ Session& session(request_rec* r) {
   SessionManager* m = manager(r);
   if (m == nullptr) {
     const detail::ServerConfig* conf = detail::server_config(r->server);
-    std::string why = conf == nullptr || conf->config_path == nullptr
-                          ? std::string("no SessionKitConfig applies to this server")
-                          : "the session manager for " + std::string(conf->config_path) +
-                                " could not be started in this process: " +
-                                detail::child_failures()[conf->config_path];
+    std::string why =
+        conf == nullptr || conf->config_path == nullptr
+            ? std::string("no SessionKitConfig applies to this server")
+            : "the session manager for " + std::string(conf->config_path) +
+                  " could not be started in this process: " + detail::child_failures()[conf->config_path];
     throw Error(errc::failed_precondition, why);
   }
   if (rs == nullptr) {

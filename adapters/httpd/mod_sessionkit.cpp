@@ -65,8 +65,8 @@ std::map<std::string, std::string>& child_failures() {
 
 namespace {
 
-using skh::detail::ServerConfig;
 using skh::detail::server_config;
+using skh::detail::ServerConfig;
 
 // Lock managers the parent holds so the region outlives every child
 // generation; replaced on each (graceful) restart, released with pconf.
@@ -88,7 +88,8 @@ void* merge_server_config(apr_pool_t* p, void* base_v, void* add_v) {
 const char* set_config_path(cmd_parms* cmd, void*, const char* arg) {
   ServerConfig* conf = server_config(cmd->server);
   conf->config_path = ap_server_root_relative(cmd->pool, arg);
-  if (conf->config_path == nullptr) return apr_pstrcat(cmd->pool, "SessionKitConfig: bad path ", arg, nullptr);
+  if (conf->config_path == nullptr)
+    return apr_pstrcat(cmd->pool, "SessionKitConfig: bad path ", arg, nullptr);
   return nullptr;
 }
 
@@ -98,9 +99,11 @@ const char* set_test_hooks(cmd_parms* cmd, void*, int on) {
 }
 
 const command_rec sessionkit_commands[] = {
-    AP_INIT_TAKE1("SessionKitConfig", reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(set_config_path)), nullptr, RSRC_CONF,
-                  "path of the sessionkit JSON configuration for this (virtual) server"),
-    AP_INIT_FLAG("SessionKitTestHooks", reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(set_test_hooks)), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("SessionKitConfig",
+                  reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(set_config_path)), nullptr,
+                  RSRC_CONF, "path of the sessionkit JSON configuration for this (virtual) server"),
+    AP_INIT_FLAG("SessionKitTestHooks",
+                 reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(set_test_hooks)), nullptr, RSRC_CONF,
                  "On: sessionkit-demo honours ?sleep_ms=N while it holds the session (tests only)"),
     {nullptr, {nullptr}, nullptr, 0, RAW_ARGS, nullptr},
 };
@@ -137,13 +140,14 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec* main_se
     try {
       sk::Config config = child_config(path);
       if (!sk::Registry::global().store(config.store.type).shared_across_processes && daemons > 1) {
-        throw sk::Error(sk::errc::bad_config,
-                        std::string(path) + ": store.type: the \"" + config.store.type +
-                            "\" store lives in one process, but this MPM runs up to " + std::to_string(daemons) +
-                            " child processes; use lmdb, file or redis");
+        throw sk::Error(sk::errc::bad_config, std::string(path) + ": store.type: the \"" + config.store.type +
+                                                  "\" store lives in one process, but this MPM runs up to " +
+                                                  std::to_string(daemons) +
+                                                  " child processes; use lmdb, file or redis");
       }
-      (*locks)[path] =
-          sk::Registry::global().lock_manager(config.locks.type).create(*config.locks.section, config.base_dir);
+      (*locks)[path] = sk::Registry::global()
+                           .lock_manager(config.locks.type)
+                           .create(*config.locks.section, config.base_dir);
     } catch (const std::exception& e) {
       ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "sessionkit: SessionKitConfig %s: %s", path, e.what());
       delete locks;
@@ -180,7 +184,8 @@ std::string query_value(request_rec* r, const char* key) {
   for (std::size_t pos = 0; pos < args.size();) {
     std::size_t end = args.find('&', pos);
     if (end == std::string::npos) end = args.size();
-    if (args.compare(pos, prefix.size(), prefix) == 0) return args.substr(pos + prefix.size(), end - pos - prefix.size());
+    if (args.compare(pos, prefix.size(), prefix) == 0)
+      return args.substr(pos + prefix.size(), end - pos - prefix.size());
     pos = end + 1;
   }
   return "";
@@ -243,8 +248,8 @@ void register_hooks(apr_pool_t*) {
 
 extern "C" {
 module AP_MODULE_DECLARE_DATA sessionkit_module = {
-    STANDARD20_MODULE_STUFF, nullptr, nullptr, create_server_config, merge_server_config, sessionkit_commands,
-    register_hooks,
+    STANDARD20_MODULE_STUFF, nullptr,        nullptr, create_server_config, merge_server_config,
+    sessionkit_commands,     register_hooks,
 #if defined(AP_MODULE_FLAG_NONE)
     AP_MODULE_FLAG_NONE,
 #endif

@@ -193,10 +193,8 @@ errc code_for(int err) {
   switch (err) {
     case ENOSPC:
     case EDQUOT:
-    case EFBIG:
-      return errc::resource_exhausted;
-    default:
-      return errc::io;
+    case EFBIG: return errc::resource_exhausted;
+    default: return errc::io;
   }
 }
 

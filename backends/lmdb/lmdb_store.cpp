@@ -10,8 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <mutex>
 #include <map>
+#include <mutex>
 #include <set>
 #include <utility>
 #include <vector>
@@ -522,7 +522,8 @@ void LmdbStore::save(std::string_view id, std::string_view record, TimePoint exp
   // same second keeps its index entry, which halves the pages most saves
   // write. Sweeps may run up to a second late; expiry itself is enforced on
   // every open from the record's own header, to the millisecond.
-  const std::uint64_t expiry = (to_ms(expires_at) + kExpiryGranuleMs - 1) / kExpiryGranuleMs * kExpiryGranuleMs;
+  const std::uint64_t expiry =
+      (to_ms(expires_at) + kExpiryGranuleMs - 1) / kExpiryGranuleMs * kExpiryGranuleMs;
   std::string index_key(kExpiryBytes + id.size(), '\0');
   put_be64(index_key.data(), expiry);
   std::memcpy(index_key.data() + kExpiryBytes, id.data(), id.size());

@@ -1,8 +1,8 @@
 // Registers the "redis" store and the "redis" lock manager.
 #include <nlohmann/json.hpp>
 
-#include "backends/redis/redis_config.hpp"
 #include "backend_type.hpp"
+#include "backends/redis/redis_config.hpp"
 #include "builtin_backends.hpp"
 #include "sessionkit/registry.hpp"
 

@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     }
   }
   if (lost) {
-    std::fprintf(stderr, "sessionkit-bench: LOST UPDATES: stored counters differ from acknowledged updates\n");
+    std::fprintf(stderr,
+                 "sessionkit-bench: LOST UPDATES: stored counters differ from acknowledged updates\n");
     return 1;
   }
   return 0;

@@ -53,8 +53,8 @@ std::uint64_t to_uint(const std::string& name, const std::string& v, std::uint64
     if (used != v.size() || n < min || n > max) throw std::out_of_range(v);
     return n;
   } catch (const std::exception&) {
-    usage_error(name + " wants an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got \"" +
-                v + "\"");
+    usage_error(name + " wants an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
+                "], got \"" + v + "\"");
   }
 }
 
@@ -65,8 +65,8 @@ double to_double(const std::string& name, const std::string& v, double min, doub
     if (used != v.size() || !(d >= min && d <= max)) throw std::out_of_range(v);
     return d;
   } catch (const std::exception&) {
-    usage_error(name + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got \"" + v +
-                "\"");
+    usage_error(name + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) +
+                "], got \"" + v + "\"");
   }
 }
 

@@ -29,7 +29,7 @@ struct Options {
   Format format = Format::table;     // --json, --csv
   std::string sweep_param;           // --sweep procs=1,2,4
   std::vector<std::string> sweep_values;
-  std::string plot_file;             // --plot FILE.svg
+  std::string plot_file;  // --plot FILE.svg
 };
 
 // Parses argv; on --help prints usage and exits 0; on a bad option prints the

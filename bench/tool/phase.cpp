@@ -56,7 +56,8 @@ void thread_loop(const Options& o, ProcessWorker& worker, SharedBlock& block, st
     const bool read_only = o.read_only_share > 0 && unit(rng) < o.read_only_share;
     const auto start = std::chrono::steady_clock::now();
     if (worker.op(index, read_only, c)) block.acked()[index].fetch_add(1, std::memory_order_relaxed);
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
     latency.record(static_cast<std::uint64_t>(ns.count()));
     ++done;
     if ((done & 255) == 0) c.ops.fetch_add(256, std::memory_order_relaxed);
@@ -96,8 +97,8 @@ void run_process(const Options& o, const WorkerFactory& make_worker, SharedBlock
 
 }  // namespace
 
-PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool fork_processes, const char* label,
-                      volatile std::sig_atomic_t* interrupted) {
+PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool fork_processes,
+                      const char* label, volatile std::sig_atomic_t* interrupted) {
   SharedBlock block(o.sessions);
   SharedCounters& c = block.counters();
   const int workers = o.procs * o.threads;
@@ -138,7 +139,8 @@ PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool f
       last_progress = now;
       const auto ops = c.ops.load();
       std::fprintf(stderr, "\r  %-14s %6.1f s  %12llu ops  %10.0f ops/s ", label, elapsed,
-                   static_cast<unsigned long long>(ops), elapsed > 0 ? static_cast<double>(ops) / elapsed : 0.0);
+                   static_cast<unsigned long long>(ops),
+                   elapsed > 0 ? static_cast<double>(ops) / elapsed : 0.0);
     }
   }
   if (progress) std::fprintf(stderr, "\r%*s\r", 72, "");

@@ -61,7 +61,7 @@ struct PhaseResult {
 
 // `fork_processes` false runs o.threads threads in this process (o.procs must
 // be 1). `label` names the phase on the progress line.
-PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool fork_processes, const char* label,
-                      volatile std::sig_atomic_t* interrupted);
+PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool fork_processes,
+                      const char* label, volatile std::sig_atomic_t* interrupted);
 
 }  // namespace sessionkit::bench

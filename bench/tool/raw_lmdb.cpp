@@ -93,7 +93,8 @@ void populate_raw_lmdb(const std::filesystem::path& path, const std::string& dur
   for (const std::string& id : ids) env.put(id, record);
 }
 
-std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path, const std::string& durability,
+std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path,
+                                                    const std::string& durability,
                                                     const std::vector<std::string>& ids) {
   return std::make_unique<RawLmdbWorker>(path, durability, ids);
 }

@@ -16,7 +16,8 @@ void populate_raw_lmdb(const std::filesystem::path& path, const std::string& dur
                        const std::vector<std::string>& ids, const std::string& record);
 
 // A worker that opens its own environment (call after fork).
-std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path, const std::string& durability,
+std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path,
+                                                    const std::string& durability,
                                                     const std::vector<std::string>& ids);
 
 }  // namespace sessionkit::bench

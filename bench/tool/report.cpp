@@ -39,7 +39,8 @@ void print_table(std::FILE* out, const std::vector<RunResult>& runs, const std::
   if (sweep_param.empty()) {
     const RunResult& r = runs.front();
     std::fprintf(out, "sessionkit-bench: %s\n", describe(r).c_str());
-    std::fprintf(out, "  %-22s %12.0f ops/s   p50 %.1f us   p99 %.1f us   p99.9 %.1f us   (%llu ops in %.2f s)\n",
+    std::fprintf(out,
+                 "  %-22s %12.0f ops/s   p50 %.1f us   p99 %.1f us   p99.9 %.1f us   (%llu ops in %.2f s)\n",
                  "session cycle", r.ops_per_sec, r.p50_us, r.p99_us, r.p999_us,
                  static_cast<unsigned long long>(r.ops), r.seconds);
     if (r.baseline_ops_per_sec) {
@@ -49,18 +50,24 @@ void print_table(std::FILE* out, const std::vector<RunResult>& runs, const std::
     if (r.raw_store_ops_per_sec && r.baseline_name != "raw store load+save") {
       std::fprintf(out, "  %-22s %12.0f ops/s\n", "raw store load+save", *r.raw_store_ops_per_sec);
     }
-    if (r.raw_lock_ops_per_sec) std::fprintf(out, "  %-22s %12.0f ops/s\n", "raw lock+unlock", *r.raw_lock_ops_per_sec);
+    if (r.raw_lock_ops_per_sec)
+      std::fprintf(out, "  %-22s %12.0f ops/s\n", "raw lock+unlock", *r.raw_lock_ops_per_sec);
     std::fprintf(out, "  lock waits %llu, lock timeouts %llu, owner-death recoveries %llu, errors %llu\n",
-                 static_cast<unsigned long long>(r.lock_waits), static_cast<unsigned long long>(r.lock_timeouts),
+                 static_cast<unsigned long long>(r.lock_waits),
+                 static_cast<unsigned long long>(r.lock_timeouts),
                  static_cast<unsigned long long>(r.owner_deaths), static_cast<unsigned long long>(r.errors));
-    std::fprintf(out, "  verified: %llu acknowledged updates, %llu lost, %llu unacknowledged; store %lld records, %lld bytes\n",
-                 static_cast<unsigned long long>(r.acknowledged), static_cast<unsigned long long>(r.lost_updates),
+    std::fprintf(out,
+                 "  verified: %llu acknowledged updates, %llu lost, %llu unacknowledged; store %lld records, "
+                 "%lld bytes\n",
+                 static_cast<unsigned long long>(r.acknowledged),
+                 static_cast<unsigned long long>(r.lost_updates),
                  static_cast<unsigned long long>(r.extra_updates), static_cast<long long>(r.store_records),
                  static_cast<long long>(r.store_bytes));
     if (r.interrupted) std::fprintf(out, "  (interrupted: partial run, baselines skipped)\n");
     return;
   }
-  std::fprintf(out, "sessionkit-bench: %s; sweeping %s\n", describe(runs.front()).c_str(), sweep_param.c_str());
+  std::fprintf(out, "sessionkit-bench: %s; sweeping %s\n", describe(runs.front()).c_str(),
+               sweep_param.c_str());
   std::fprintf(out, "%14s %12s %9s %9s %12s %7s %12s %12s %8s %6s\n", sweep_param.c_str(), "ops/s", "p50 us",
                "p99 us", "baseline", "ratio", "raw store", "raw locks", "waits", "lost");
   for (const RunResult& r : runs) {
@@ -73,7 +80,9 @@ void print_table(std::FILE* out, const std::vector<RunResult>& runs, const std::
 }
 
 nlohmann::json to_json(const RunResult& r, const std::string& sweep_param) {
-  auto optional = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  auto optional = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
   const Options& o = r.options;
   nlohmann::json j = {
       {"store", r.store},
@@ -115,7 +124,8 @@ nlohmann::json to_json(const RunResult& r, const std::string& sweep_param) {
 }
 
 std::string csv_header() {
-  return "sweep_param,sweep_value,store,locks,procs,threads,sessions,value_bytes,hot,read_only_share,seconds,ops,"
+  return "sweep_param,sweep_value,store,locks,procs,threads,sessions,value_bytes,hot,read_only_share,seconds,"
+         "ops,"
          "ops_per_sec,p50_us,p99_us,p999_us,baseline,baseline_ops_per_sec,ratio,raw_store_ops_per_sec,"
          "raw_lock_ops_per_sec,lock_waits,lock_timeouts,owner_deaths,errors,acknowledged,lost_updates,"
          "unacknowledged_updates,store_records,store_bytes";
@@ -124,23 +134,25 @@ std::string csv_header() {
 std::string csv_row(const RunResult& r, const std::string& sweep_param) {
   const Options& o = r.options;
   std::ostringstream s;
-  s << sweep_param << ',' << r.sweep_value << ',' << r.store << ',' << r.locks << ',' << o.procs << ',' << o.threads
-    << ',' << o.sessions << ',' << o.value_bytes << ',' << o.hot << ',' << o.read_only_share << ','
-    << fmt("%.3f", r.seconds) << ',' << r.ops << ',' << fmt("%.1f", r.ops_per_sec) << ',' << fmt("%.2f", r.p50_us)
-    << ',' << fmt("%.2f", r.p99_us) << ',' << fmt("%.2f", r.p999_us) << ',' << r.baseline_name << ','
-    << (r.baseline_ops_per_sec ? fmt("%.1f", *r.baseline_ops_per_sec) : "") << ','
+  s << sweep_param << ',' << r.sweep_value << ',' << r.store << ',' << r.locks << ',' << o.procs << ','
+    << o.threads << ',' << o.sessions << ',' << o.value_bytes << ',' << o.hot << ',' << o.read_only_share
+    << ',' << fmt("%.3f", r.seconds) << ',' << r.ops << ',' << fmt("%.1f", r.ops_per_sec) << ','
+    << fmt("%.2f", r.p50_us) << ',' << fmt("%.2f", r.p99_us) << ',' << fmt("%.2f", r.p999_us) << ','
+    << r.baseline_name << ',' << (r.baseline_ops_per_sec ? fmt("%.1f", *r.baseline_ops_per_sec) : "") << ','
     << (r.ratio() ? fmt("%.3f", *r.ratio()) : "") << ','
     << (r.raw_store_ops_per_sec ? fmt("%.1f", *r.raw_store_ops_per_sec) : "") << ','
     << (r.raw_lock_ops_per_sec ? fmt("%.1f", *r.raw_lock_ops_per_sec) : "") << ',' << r.lock_waits << ','
-    << r.lock_timeouts << ',' << r.owner_deaths << ',' << r.errors << ',' << r.acknowledged << ',' << r.lost_updates
-    << ',' << r.extra_updates << ',' << r.store_records << ',' << r.store_bytes;
+    << r.lock_timeouts << ',' << r.owner_deaths << ',' << r.errors << ',' << r.acknowledged << ','
+    << r.lost_updates << ',' << r.extra_updates << ',' << r.store_records << ',' << r.store_bytes;
   return s.str();
 }
 
-bool plot_svg(const std::vector<RunResult>& runs, const std::string& sweep_param, const std::string& svg_file) {
+bool plot_svg(const std::vector<RunResult>& runs, const std::string& sweep_param,
+              const std::string& svg_file) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    std::fprintf(stderr, "sessionkit-bench: gnuplot is not installed (apt-get install gnuplot-nox); no chart drawn, "
-                         "the CSV follows\n");
+    std::fprintf(stderr,
+                 "sessionkit-bench: gnuplot is not installed (apt-get install gnuplot-nox); no chart drawn, "
+                 "the CSV follows\n");
     return false;
   }
   char data_path[] = "/tmp/sessionkit-bench-plot-XXXXXX";

@@ -18,6 +18,7 @@ std::string csv_row(const RunResult& r, const std::string& sweep_param);
 
 // Draws ops/s (and the baseline) against the swept parameter with gnuplot.
 // Returns false, after saying why on stderr, when gnuplot is missing or fails.
-bool plot_svg(const std::vector<RunResult>& runs, const std::string& sweep_param, const std::string& svg_file);
+bool plot_svg(const std::vector<RunResult>& runs, const std::string& sweep_param,
+              const std::string& svg_file);
 
 }  // namespace sessionkit::bench

@@ -30,7 +30,8 @@ class WorkDir {
     const int n = g_run_counter.fetch_add(1);
     if (requested.empty()) {
       const char* tmp = getenv("TMPDIR");
-      std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sessionkit-bench-XXXXXX";
+      std::string tmpl =
+          std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sessionkit-bench-XXXXXX";
       if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
       path_ = tmpl;
       remove_ = true;
@@ -74,7 +75,8 @@ nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* bas
   if (store == "file") s["path"] = (work / "sessions").string();
   if (!o.durability.empty()) s["durability"] = o.durability;
   nlohmann::json l = {{"type", locks}, {"slots", o.slots}};
-  if (locks == "shm") l["name"] = "sessionkit-bench-" + std::to_string(getpid()) + "-" + work.filename().string();
+  if (locks == "shm")
+    l["name"] = "sessionkit-bench-" + std::to_string(getpid()) + "-" + work.filename().string();
   if (locks == "fcntl") l["path"] = (work / "sessions.locks").string();
   doc["store"] = s;
   doc["locks"] = l;
@@ -87,7 +89,8 @@ nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* bas
 // its own file or name.
 nlohmann::json baseline_section(nlohmann::json section, const fs::path& work) {
   if (section.contains("path")) {
-    section["path"] = (work / ("baseline-" + fs::path(section["path"].get<std::string>()).filename().string())).string();
+    section["path"] =
+        (work / ("baseline-" + fs::path(section["path"].get<std::string>()).filename().string())).string();
   }
   if (section.contains("name")) section["name"] = section["name"].get<std::string>() + "-baseline";
   return section;
@@ -152,7 +155,9 @@ class OwningCycleWorker final : public ProcessWorker {
 class RawStoreWorker final : public ProcessWorker {
  public:
   RawStoreWorker(std::shared_ptr<Store> store, const std::vector<std::string>& ids)
-      : store_(std::move(store)), ids_(ids), expiry_(std::chrono::system_clock::now() + std::chrono::hours(24)) {}
+      : store_(std::move(store)),
+        ids_(ids),
+        expiry_(std::chrono::system_clock::now() + std::chrono::hours(24)) {}
 
   bool op(std::uint64_t index, bool read_only, SharedCounters& shared) override {
     try {
@@ -181,7 +186,8 @@ class RawLockWorker final : public ProcessWorker {
 
   bool op(std::uint64_t index, bool, SharedCounters& shared) override {
     const std::uint32_t slot = locks_->slot_for(ids_[index]);
-    if (locks_->lock(slot, std::chrono::steady_clock::now() + std::chrono::seconds(5)) == LockStatus::timed_out) {
+    if (locks_->lock(slot, std::chrono::steady_clock::now() + std::chrono::seconds(5)) ==
+        LockStatus::timed_out) {
       shared.timeouts.fetch_add(1);
       return false;
     }
@@ -218,7 +224,8 @@ class RegionCleanup {
 
 }  // namespace
 
-RunResult run_once(const Options& o, const std::string& sweep_value, volatile std::sig_atomic_t* interrupted) {
+RunResult run_once(const Options& o, const std::string& sweep_value,
+                   volatile std::sig_atomic_t* interrupted) {
   WorkDir work(o.dir);
   fs::path base_dir;
   const nlohmann::json doc = make_config(o, work.path(), &base_dir);
@@ -294,12 +301,13 @@ RunResult run_once(const Options& o, const std::string& sweep_value, volatile st
     std::shared_ptr<Store> raw = Registry::global()
                                      .store(config.store.type)
                                      .create(baseline_section(*config.store.section, work.path()), base_dir);
-    for (const std::string& id : ids) raw->save(id, record, std::chrono::system_clock::now() + std::chrono::hours(24));
+    for (const std::string& id : ids)
+      raw->save(id, record, std::chrono::system_clock::now() + std::chrono::hours(24));
     const nlohmann::json section = baseline_section(*config.store.section, work.path());
     WorkerFactory make = [&]() -> std::unique_ptr<ProcessWorker> {
       if (!cross_process) return std::make_unique<RawStoreWorker>(raw, ids);
-      return std::make_unique<RawStoreWorker>(Registry::global().store(config.store.type).create(section, base_dir),
-                                              ids);
+      return std::make_unique<RawStoreWorker>(
+          Registry::global().store(config.store.type).create(section, base_dir), ids);
     };
     PhaseResult b = run_phase(o, make, cross_process, "raw store", interrupted);
     r.raw_store_ops_per_sec = b.ops_per_sec();
@@ -311,8 +319,8 @@ RunResult run_once(const Options& o, const std::string& sweep_value, volatile st
         Registry::global().lock_manager(config.locks.type).create(section, base_dir);
     WorkerFactory make = [&]() -> std::unique_ptr<ProcessWorker> {
       if (!cross_process) return std::make_unique<RawLockWorker>(raw, ids);
-      return std::make_unique<RawLockWorker>(Registry::global().lock_manager(config.locks.type).create(section, base_dir),
-                                             ids);
+      return std::make_unique<RawLockWorker>(
+          Registry::global().lock_manager(config.locks.type).create(section, base_dir), ids);
     };
     PhaseResult b = run_phase(o, make, cross_process, "raw locks", interrupted);
     r.raw_lock_ops_per_sec = b.ops_per_sec();

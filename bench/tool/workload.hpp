@@ -24,12 +24,12 @@ struct RunResult {
   std::uint64_t lock_timeouts = 0;
   std::uint64_t lock_waits = 0;
   std::uint64_t owner_deaths = 0;
-  std::uint64_t acknowledged = 0;  // updates whose save() returned
-  std::uint64_t lost_updates = 0;  // acknowledged but missing from the store
-  std::uint64_t extra_updates = 0; // in the store but never acknowledged
+  std::uint64_t acknowledged = 0;   // updates whose save() returned
+  std::uint64_t lost_updates = 0;   // acknowledged but missing from the store
+  std::uint64_t extra_updates = 0;  // in the store but never acknowledged
   std::int64_t store_records = -1;
   std::int64_t store_bytes = -1;
-  std::string baseline_name;       // what "baseline" means for this store
+  std::string baseline_name;  // what "baseline" means for this store
   std::optional<double> baseline_ops_per_sec;
   std::optional<double> raw_store_ops_per_sec;
   std::optional<double> raw_lock_ops_per_sec;

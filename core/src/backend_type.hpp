@@ -22,7 +22,8 @@ StoreType store_type(Parse parse, bool shared_across_processes = true) {
   t.validate = [parse](const nlohmann::json& section, const std::filesystem::path& base_dir) {
     (void)parse(section, base_dir);
   };
-  t.create = [parse](const nlohmann::json& section, const std::filesystem::path& base_dir) -> std::unique_ptr<Store> {
+  t.create = [parse](const nlohmann::json& section,
+                     const std::filesystem::path& base_dir) -> std::unique_ptr<Store> {
     return std::make_unique<Impl>(parse(section, base_dir));
   };
   return t;

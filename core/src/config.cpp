@@ -29,7 +29,8 @@ BackendSpec read_backend(const nlohmann::json* section, const char* name, const 
     return spec;
   }
   if (!section->is_object()) {
-    throw Error(errc::bad_config, std::string(name) + ": expected a JSON object, got " + section->type_name());
+    throw Error(errc::bad_config,
+                std::string(name) + ": expected a JSON object, got " + section->type_name());
   }
   auto type = section->find("type");
   if (type == section->end()) {
@@ -61,7 +62,9 @@ void read_cookie(ConfigReader r, CookieOptions& c) {
   }
   c.http_only = r.boolean("http_only", c.http_only);
   std::string same_site = r.choice("same_site", "Lax", {"Strict", "Lax", "None"});
-  c.same_site = same_site == "Strict" ? SameSite::strict : same_site == "Lax" ? SameSite::lax : SameSite::none;
+  c.same_site = same_site == "Strict" ? SameSite::strict
+                : same_site == "Lax"  ? SameSite::lax
+                                      : SameSite::none;
   if (const nlohmann::json* keys = r.raw("signing_keys")) {
     if (!keys->is_array()) r.fail("signing_keys", std::string("expected an array, got ") + keys->type_name());
     c.signing_keys.clear();
@@ -72,7 +75,8 @@ void read_cookie(ConfigReader r, CookieOptions& c) {
       if (!k.is_string() || !detail::base64_decode(k.get<std::string>(), raw)) {
         r.fail(key, "expected a padded base64 string");
       }
-      if (raw.size() < 32) r.fail(key, "a signing key needs at least 32 random bytes, got " + std::to_string(raw.size()));
+      if (raw.size() < 32)
+        r.fail(key, "a signing key needs at least 32 random bytes, got " + std::to_string(raw.size()));
       c.signing_keys.push_back(std::move(raw));
     }
   }
@@ -80,7 +84,8 @@ void read_cookie(ConfigReader r, CookieOptions& c) {
 }
 
 void read_timeouts(ConfigReader r, TimeoutOptions& t) {
-  t.idle = std::chrono::seconds(r.uint("idle_s", static_cast<std::uint64_t>(t.idle.count()), 1, 400ull * 86400));
+  t.idle =
+      std::chrono::seconds(r.uint("idle_s", static_cast<std::uint64_t>(t.idle.count()), 1, 400ull * 86400));
   t.absolute = std::chrono::seconds(
       r.uint("absolute_s", static_cast<std::uint64_t>(t.absolute.count()), 0, 10ull * 366 * 86400));
   t.touch_fraction = r.number("touch_fraction", t.touch_fraction, 0.0, 0.9);
@@ -88,8 +93,10 @@ void read_timeouts(ConfigReader r, TimeoutOptions& t) {
 }
 
 void read_gc(ConfigReader r, GcOptions& g) {
-  g.every_n_requests = static_cast<std::uint32_t>(r.uint("every_n_requests", g.every_n_requests, 0, 1u << 30));
-  g.budget = std::chrono::milliseconds(r.uint("budget_ms", static_cast<std::uint64_t>(g.budget.count()), 1, 60'000));
+  g.every_n_requests =
+      static_cast<std::uint32_t>(r.uint("every_n_requests", g.every_n_requests, 0, 1u << 30));
+  g.budget =
+      std::chrono::milliseconds(r.uint("budget_ms", static_cast<std::uint64_t>(g.budget.count()), 1, 60'000));
   r.finish();
 }
 
@@ -112,7 +119,8 @@ void read_section(ConfigReader& top, const char* key, Section& out, Fn fn) {
 
 }  // namespace
 
-Config::Config() : store(read_backend(nullptr, "store", "memory")), locks(read_backend(nullptr, "locks", "thread")) {}
+Config::Config()
+    : store(read_backend(nullptr, "store", "memory")), locks(read_backend(nullptr, "locks", "thread")) {}
 
 Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path& base_dir) {
   ConfigReader top(doc, "");
@@ -156,7 +164,8 @@ void Config::validate() const {
     fail("cookie.path: must start with '/' and hold no spaces, ';' or control characters");
   }
   if (!detail::is_attribute_value(c.domain)) fail("cookie.domain: holds spaces, ';' or control characters");
-  if (c.name.starts_with("__Host-") && (c.secure != SecureMode::always || c.path != "/" || !c.domain.empty())) {
+  if (c.name.starts_with("__Host-") &&
+      (c.secure != SecureMode::always || c.path != "/" || !c.domain.empty())) {
     fail("cookie.name: a __Host- cookie needs \"secure\": true, \"path\": \"/\" and no domain");
   }
   if (c.name.starts_with("__Secure-") && c.secure != SecureMode::always) {
@@ -185,7 +194,8 @@ void Config::validate() const {
   lock_type.validate(*locks.section, base_dir);
   if (!store_type.shared_across_processes && lock_type.shared_across_processes) {
     fail("store.type: the \"" + store.type + "\" store keeps sessions inside one process, but locks.type \"" +
-         locks.type + "\" is for several processes; choose a shared store (lmdb, file, redis) or \"thread\" locks");
+         locks.type +
+         "\" is for several processes; choose a shared store (lmdb, file, redis) or \"thread\" locks");
   }
 }
 

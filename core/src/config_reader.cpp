@@ -91,8 +91,8 @@ double ConfigReader::number(std::string_view key, double fallback, double min, d
   if (!v->is_number()) fail(key, std::string("expected a number, got ") + v->type_name());
   double value = v->get<double>();
   if (!std::isfinite(value) || value < min || value > max) {
-    fail(key, "expected a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " +
-                  v->dump());
+    fail(key,
+         "expected a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + v->dump());
   }
   return value;
 }

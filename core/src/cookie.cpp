@@ -14,11 +14,22 @@ std::string_view trim(std::string_view s) {
 bool is_tchar(char c) {
   if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~': return true;
+    default: return false;
   }
 }
 
@@ -43,7 +54,8 @@ std::vector<std::string_view> find_cookie_values(std::string_view header, std::s
   return values;
 }
 
-std::string format_set_cookie(const CookieOptions& o, std::string_view value, bool secure, bool delete_cookie) {
+std::string format_set_cookie(const CookieOptions& o, std::string_view value, bool secure,
+                              bool delete_cookie) {
   std::string out;
   out.reserve(128);
   out.append(o.name).append("=").append(delete_cookie ? std::string_view() : value);

@@ -55,7 +55,8 @@ std::string CookieSigner::mac(const Key& key, std::string_view id) const {
   if (!ctx) openssl_failure("EVP_MAC_CTX_dup");
   unsigned char out[EVP_MAX_MD_SIZE];
   std::size_t out_len = 0;
-  if (EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(kContext.data()), kContext.size()) != 1 ||
+  if (EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(kContext.data()), kContext.size()) !=
+          1 ||
       EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(id.data()), id.size()) != 1 ||
       EVP_MAC_final(ctx.get(), out, &out_len, sizeof(out)) != 1) {
     openssl_failure("EVP_MAC_update/final");

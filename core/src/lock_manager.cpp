@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "siphash.hpp"
 #include "sessionkit/error.hpp"
+#include "siphash.hpp"
 
 namespace sessionkit {
 namespace {
@@ -90,7 +90,9 @@ struct LockManager::Counters {
 };
 
 LockManager::LockManager(std::uint32_t slots, std::uint32_t resource_slots)
-    : slots_(slots), resource_slots_(resource_slots), instance_(g_next_instance.fetch_add(1)),
+    : slots_(slots),
+      resource_slots_(resource_slots),
+      instance_(g_next_instance.fetch_add(1)),
       counters_(new Counters) {
   if (slots < 2 || resource_slots < 1) {
     delete counters_;
@@ -178,7 +180,8 @@ LockStatus LockManager::lock(std::uint32_t slot, Deadline deadline) {
 
 LockStatus LockManager::try_lock(std::uint32_t slot) {
   if (slot >= total_slots()) {
-    throw Error(errc::invalid_argument, "LockManager::try_lock: slot " + std::to_string(slot) + " out of range");
+    throw Error(errc::invalid_argument,
+                "LockManager::try_lock: slot " + std::to_string(slot) + " out of range");
   }
   if (Held* h = held_or_check_order(*this, instance_, slot)) {
     ++h->depth;

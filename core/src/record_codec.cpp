@@ -39,13 +39,16 @@ bool depth_within(const nlohmann::json& j, std::uint32_t max, std::uint32_t dept
 // than the limit before it recurses further.
 class DepthLimitedSax {
  public:
-  DepthLimitedSax(nlohmann::json& result, std::uint32_t max_depth) : dom_(result, false), max_depth_(max_depth) {}
+  DepthLimitedSax(nlohmann::json& result, std::uint32_t max_depth)
+      : dom_(result, false), max_depth_(max_depth) {}
 
   bool null() { return dom_.null(); }
   bool boolean(bool v) { return dom_.boolean(v); }
   bool number_integer(nlohmann::json::number_integer_t v) { return dom_.number_integer(v); }
   bool number_unsigned(nlohmann::json::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(nlohmann::json::number_float_t v, const std::string& s) { return dom_.number_float(v, s); }
+  bool number_float(nlohmann::json::number_float_t v, const std::string& s) {
+    return dom_.number_float(v, s);
+  }
   bool string(std::string& v) { return dom_.string(v); }
   bool binary(nlohmann::json::binary_t& v) { return dom_.binary(v); }
   bool start_object(std::size_t n) { return enter() && dom_.start_object(n); }
@@ -113,8 +116,8 @@ DecodedRecord decode_record(std::string_view bytes) {
   r.header.generation = get_be(p + 36, 8);
   std::uint64_t payload_size = get_be(p + 44, 4);
   if (payload_size != bytes.size() - kRecordHeaderSize) corrupt("payload length does not match the record");
-  if (r.header.created_ms < 0 || r.header.last_access_ms < 0 ||
-      r.header.absolute_deadline_ms < 0 || r.header.idle_timeout_s == 0) {
+  if (r.header.created_ms < 0 || r.header.last_access_ms < 0 || r.header.absolute_deadline_ms < 0 ||
+      r.header.idle_timeout_s == 0) {
     corrupt("impossible timestamps");
   }
   r.payload = bytes.substr(kRecordHeaderSize);
@@ -123,7 +126,8 @@ DecodedRecord decode_record(std::string_view bytes) {
 
 std::string encode_payload(const nlohmann::json& data, std::uint32_t max_depth) {
   if (!data.is_object()) {
-    throw Error(errc::invalid_argument, std::string("session data must be a JSON object, not ") + data.type_name());
+    throw Error(errc::invalid_argument,
+                std::string("session data must be a JSON object, not ") + data.type_name());
   }
   if (!depth_within(data, max_depth, 0)) {
     throw Error(errc::invalid_argument,
@@ -139,7 +143,8 @@ nlohmann::json decode_payload(std::string_view payload, std::uint32_t max_depth)
   DepthLimitedSax sax(result, max_depth);
   bool ok = false;
   try {
-    ok = nlohmann::json::sax_parse(payload.begin(), payload.end(), &sax, nlohmann::json::input_format_t::msgpack,
+    ok = nlohmann::json::sax_parse(payload.begin(), payload.end(), &sax,
+                                   nlohmann::json::input_format_t::msgpack,
                                    /*strict=*/true);
   } catch (const nlohmann::json::exception& e) {
     corrupt(std::string("payload: ") + e.what());

@@ -86,7 +86,9 @@ const std::string& Session::id() const noexcept { return state_->id; }
 bool Session::is_new() const noexcept { return state_->is_new; }
 Session::TimePoint Session::created() const noexcept { return from_ms(state_->header.created_ms); }
 Session::TimePoint Session::last_accessed() const noexcept { return from_ms(state_->previous_access_ms); }
-std::chrono::seconds Session::timeout() const noexcept { return std::chrono::seconds(state_->header.idle_timeout_s); }
+std::chrono::seconds Session::timeout() const noexcept {
+  return std::chrono::seconds(state_->header.idle_timeout_s);
+}
 
 void Session::set_timeout(std::chrono::seconds idle) {
   if (idle.count() <= 0 || idle.count() > 0xffffffffLL) {

@@ -41,7 +41,8 @@ bool base64_decode(std::string_view text, std::string& out) {
   std::size_t padding = 0;
   for (std::size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
-    bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+    bool alpha =
+        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
     if (c == '=') {
       if (i + 2 < text.size()) return false;  // '=' only in the last two places
       ++padding;

@@ -27,7 +27,9 @@ std::chrono::milliseconds read_wait(const nlohmann::json& locks_section) {
 }  // namespace
 
 SessionManager::Impl::Impl(const Config& c, std::shared_ptr<Clock> clk)
-    : config(c), clock(clk ? std::move(clk) : Clock::system()), signer(c.cookie.signing_keys),
+    : config(c),
+      clock(clk ? std::move(clk) : Clock::system()),
+      signer(c.cookie.signing_keys),
       wait(read_wait(*c.locks.section)) {
   config.validate();
   Registry& registry = Registry::global();
@@ -174,8 +176,7 @@ Session SessionManager::open(std::string_view cookie_header, const RequestInfo& 
 std::optional<std::string> SessionManager::set_cookie(const Session& session) const {
   const Session::State& s = *session.state_;
   const CookieOptions& c = impl_->config.cookie;
-  const bool secure =
-      c.secure == SecureMode::always || (c.secure == SecureMode::automatic && s.secure);
+  const bool secure = c.secure == SecureMode::always || (c.secure == SecureMode::automatic && s.secure);
   if (s.invalidated) return detail::format_set_cookie(c, {}, secure, /*delete_cookie=*/true);
   if (!s.is_new && !s.regenerated) return std::nullopt;
   return detail::format_set_cookie(c, impl_->signer.encode(s.id), secure, /*delete_cookie=*/false);

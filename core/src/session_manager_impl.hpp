@@ -26,7 +26,9 @@ struct Counters {
       saves{0}, touches{0}, unchanged{0}, save_errors{0}, invalidated{0}, regenerated{0}, sweeps{0}, swept{0};
 };
 
-inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.fetch_add(n, std::memory_order_relaxed);
+}
 
 struct SessionManager::Impl {
   Impl(const Config& c, std::shared_ptr<Clock> clk);
@@ -57,10 +59,10 @@ struct Session::State {
   bool secure = false;
   bool owner_died = false;
   bool timeout_changed = false;
-  detail::RecordHeader header;            // as stored (or to be stored)
-  std::int64_t previous_access_ms = 0;    // last_accessed()
+  detail::RecordHeader header;          // as stored (or to be stored)
+  std::int64_t previous_access_ms = 0;  // last_accessed()
   nlohmann::json data = nlohmann::json::object();
-  std::string stored_payload;             // MessagePack as last loaded or written
+  std::string stored_payload;  // MessagePack as last loaded or written
 
   // Writes per the save policy; throws on failure.
   void save_if_needed();

@@ -32,10 +32,10 @@ enum class SameSite { strict, lax, none };
 enum class SecureMode { never, always, automatic };
 
 struct CookieOptions {
-  std::string name = "sid";                 // "__Host-" names require secure=true, path "/", no domain
+  std::string name = "sid";  // "__Host-" names require secure=true, path "/", no domain
   std::string path = "/";
-  std::string domain;                       // empty: host-only cookie (the safe default)
-  std::optional<std::int64_t> max_age_s;    // unset: a browser-session cookie
+  std::string domain;                     // empty: host-only cookie (the safe default)
+  std::optional<std::int64_t> max_age_s;  // unset: a browser-session cookie
   SecureMode secure = SecureMode::automatic;
   bool http_only = true;
   SameSite same_site = SameSite::lax;
@@ -78,8 +78,8 @@ struct BackendSpec {
 };
 
 struct Config {
-  BackendSpec store;   // default {"type": "memory"}
-  BackendSpec locks;   // default {"type": "thread"}
+  BackendSpec store;  // default {"type": "memory"}
+  BackendSpec locks;  // default {"type": "thread"}
   CookieOptions cookie;
   TimeoutOptions timeouts;
   GcOptions gc;

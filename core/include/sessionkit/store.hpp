@@ -34,10 +34,10 @@ struct SweepResult {
 };
 
 struct StoreInfo {
-  std::string type;              // registry name: "memory", "lmdb", ...
-  std::string location;          // path, address or "" for in-process stores
-  std::int64_t records = -1;     // number of records, -1 when unknown or costly
-  std::int64_t bytes = -1;       // bytes used on disk / in memory, -1 when unknown
+  std::string type;           // registry name: "memory", "lmdb", ...
+  std::string location;       // path, address or "" for in-process stores
+  std::int64_t records = -1;  // number of records, -1 when unknown or costly
+  std::int64_t bytes = -1;    // bytes used on disk / in memory, -1 when unknown
 };
 
 class Store {

@@ -10,8 +10,8 @@
 namespace sessionkit::detail {
 
 struct LockLayoutOptions {
-  std::uint32_t slots = 1024;         // slot 0 + session slots
-  std::uint32_t resource_slots = 64;  // application resource slots
+  std::uint32_t slots = 1024;            // slot 0 + session slots
+  std::uint32_t resource_slots = 64;     // application resource slots
   std::chrono::milliseconds wait{5000};  // how long open() waits for a session's slot
 };
 

@@ -38,7 +38,8 @@ void register_none_lock_manager(Registry& registry) {
     r.finish();
     return o;
   };
-  registry.add_lock_manager("none", lock_manager_type<NoneLockManager>(parse, /*shared_across_processes=*/false));
+  registry.add_lock_manager("none",
+                            lock_manager_type<NoneLockManager>(parse, /*shared_across_processes=*/false));
 }
 
 }  // namespace detail

@@ -35,7 +35,8 @@ void register_thread_lock_manager(Registry& registry) {
     r.finish();
     return o;
   };
-  registry.add_lock_manager("thread", lock_manager_type<ThreadLockManager>(parse, /*shared_across_processes=*/false));
+  registry.add_lock_manager("thread",
+                            lock_manager_type<ThreadLockManager>(parse, /*shared_across_processes=*/false));
 }
 
 }  // namespace detail

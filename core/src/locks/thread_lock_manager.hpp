@@ -14,7 +14,8 @@ namespace sessionkit {
 class ThreadLockManager final : public LockManager {
  public:
   ThreadLockManager(std::uint32_t slots, std::uint32_t resource_slots);
-  explicit ThreadLockManager(const detail::LockLayoutOptions& o) : ThreadLockManager(o.slots, o.resource_slots) {}
+  explicit ThreadLockManager(const detail::LockLayoutOptions& o)
+      : ThreadLockManager(o.slots, o.resource_slots) {}
   ~ThreadLockManager() override;
 
   std::string_view type() const noexcept override { return "thread"; }
