@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,48 @@ errc code_for(int rc) {
 std::uint64_t round_to_page(std::uint64_t bytes) {
   const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
   return (bytes + page - 1) / page * page;
+}
+
+// flock(2) on a descriptor for a scope (nothing when fd is -1). The kernel
+// drops it if the process dies.
+class FlockGuard {
+ public:
+  FlockGuard(int fd, const std::string& path) : fd_(fd) {
+    if (fd_ < 0) return;
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) fail(errno, "flock", path);
+    }
+  }
+  ~FlockGuard() {
+    if (fd_ >= 0) ::flock(fd_, LOCK_UN);
+  }
+  FlockGuard(const FlockGuard&) = delete;
+  FlockGuard& operator=(const FlockGuard&) = delete;
+
+ private:
+  int fd_;
+};
+
+std::uint64_t file_size(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail(errno, "fstat", path);
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+// Reserves the disk blocks of the first `bytes` of the data file, so that a
+// write through the map never meets a full disk (which would be SIGBUS, not
+// an error). fallocate(2) rather than posix_fallocate(3): glibc's fallback for
+// filesystems without it writes into the file, racing with other processes'
+// writes through their maps. Such filesystems keep a sparse file (documented).
+void preallocate(int fd, std::uint64_t bytes, const std::string& path) {
+  for (;;) {
+    if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) == 0) return;
+    if (errno == EINTR) continue;
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return;
+    const int err = errno;
+    throw Error(code_for(err), "lmdb preallocate " + path + " (" + std::to_string(bytes) +
+                                   " bytes for store.write_map): " + std::strerror(err));
+  }
 }
 
 // Files this process has open as an LmdbStore: LMDB forbids opening one twice
@@ -204,6 +247,7 @@ LmdbStore::~LmdbStore() {
     return;
   }
   mdb_env_close(env_);
+  if (map_fd_ >= 0) ::close(map_fd_);
   delete resize_mu_;
   std::lock_guard lock(open_files_mu());
   open_files().erase({dev_, ino_});
@@ -213,18 +257,38 @@ void LmdbStore::open_env() {
   MDB_env* env = nullptr;
   int rc = mdb_env_create(&env);
   if (rc != 0) fail(rc, "env_create", path_);
+  int map_fd = -1;
   auto close_and_fail = [&](int err, std::string_view what) {
     mdb_env_close(env);
+    if (map_fd >= 0) ::close(map_fd);
     fail(err, what, path_);
   };
+  // write_map: opens and map changes take the data file's flock, and the map
+  // is never set below the file's size (see map_fd_). An empty file is what
+  // LMDB takes for a new environment, so creating it here changes nothing.
+  std::optional<FlockGuard> sizing;
+  std::uint64_t map_size = options_.map_size_bytes;
+  if (options_.write_map) {
+    map_fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (map_fd < 0) close_and_fail(errno, "open");
+    try {
+      sizing.emplace(map_fd, path_);
+      map_size = std::max(map_size, file_size(map_fd, path_));
+    } catch (...) {
+      mdb_env_close(env);
+      ::close(map_fd);
+      throw;
+    }
+  }
   if ((rc = mdb_env_set_maxdbs(env, 2)) != 0) close_and_fail(rc, "set_maxdbs");
   if ((rc = mdb_env_set_maxreaders(env, options_.max_readers)) != 0) close_and_fail(rc, "set_maxreaders");
-  if ((rc = mdb_env_set_mapsize(env, options_.map_size_bytes)) != 0) close_and_fail(rc, "set_mapsize");
+  if ((rc = mdb_env_set_mapsize(env, map_size)) != 0) close_and_fail(rc, "set_mapsize");
   // MDB_NOTLS: reader slots belong to transactions, not threads, so any thread
   // may run reads and the slot is freed when the transaction ends.
   unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
   if (options_.durability == LmdbDurability::nometasync) flags |= MDB_NOMETASYNC;
   if (options_.durability == LmdbDurability::nosync) flags |= MDB_NOSYNC;
+  if (options_.write_map) flags |= MDB_WRITEMAP;
   if ((rc = mdb_env_open(env, path_.c_str(), flags, 0600)) != 0) close_and_fail(rc, "open");
   // Readers left behind by processes that died inside a read transaction hold
   // slots and pin old pages; clear them now rather than when the table fills.
@@ -264,7 +328,21 @@ void LmdbStore::open_env() {
     }
     if (rc == 0) break;
     if (rc != MDB_MAP_RESIZED || attempt >= kMaxAttempts) close_and_fail(rc, "open databases in");
-    if ((rc = mdb_env_set_mapsize(env, 0)) != 0) close_and_fail(rc, "set_mapsize");
+    struct stat now {};
+    const std::size_t adopt =
+        map_fd >= 0 && ::fstat(map_fd, &now) == 0 ? static_cast<std::size_t>(now.st_size) : 0;
+    if ((rc = mdb_env_set_mapsize(env, adopt)) != 0) close_and_fail(rc, "set_mapsize");
+  }
+  if (options_.write_map) {
+    MDB_envinfo mapped{};
+    mdb_env_info(env, &mapped);
+    try {
+      preallocate(map_fd, mapped.me_mapsize, path_);
+    } catch (...) {
+      mdb_env_close(env);
+      ::close(map_fd);
+      throw;
+    }
   }
 
   int maxkey = mdb_env_get_maxkeysize(env);
@@ -281,6 +359,7 @@ void LmdbStore::open_env() {
   if (fd_flags < 0 || ::fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC) != 0) close_and_fail(errno, "fcntl");
 
   env_ = env;
+  map_fd_ = map_fd;
   records_dbi_ = records;
   expiry_dbi_ = expiry;
   max_id_size_ = static_cast<std::size_t>(maxkey) - kExpiryBytes;
@@ -304,6 +383,11 @@ void LmdbStore::after_fork() {
     abandoned().push_back(resize_mu_);
   }
   env_ = nullptr;
+  // The inherited descriptor shares its open file description, and so its
+  // flock, with the parent's: the child needs its own. (LMDB holds no fcntl
+  // locks on the data file, so closing this descriptor drops none.)
+  if (map_fd_ >= 0) ::close(map_fd_);
+  map_fd_ = -1;
   resize_mu_ = new std::shared_mutex;
   map_growths_.store(0);
   stale_readers_.store(0);
@@ -360,23 +444,36 @@ bool LmdbStore::grow_map(std::uint64_t seen_map_size, WriteKind kind) {
   std::unique_lock lock(*resize_mu_);
   const std::uint64_t current = map_size_.load();
   if (current > seen_map_size) return true;  // another thread grew it meanwhile
+  FlockGuard across_processes(map_fd_, path_);
+  if (map_fd_ >= 0) {
+    // Another process grew the file (and its map) already: take its size.
+    const std::uint64_t on_disk = file_size(map_fd_, path_);
+    if (on_disk > current) {
+      set_map_size_locked(on_disk);
+      return true;
+    }
+  }
   const std::uint64_t cap = options_.max_map_size_bytes;
   const std::uint64_t limit = current < cap || kind == WriteKind::save ? cap : cap + deletion_reserve_bytes();
   if (current >= limit) return false;
   const std::uint64_t next = std::min(round_to_page(current * 2), limit);
-  int rc = mdb_env_set_mapsize(env_, static_cast<std::size_t>(next));
-  if (rc != 0) fail(rc, "set_mapsize", path_);
-  MDB_envinfo info{};
-  mdb_env_info(env_, &info);
-  map_size_.store(info.me_mapsize);
+  if (map_fd_ >= 0) preallocate(map_fd_, next, path_);
+  set_map_size_locked(next);
   map_growths_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
 void LmdbStore::adopt_map_size() const {
-  // Another process grew the map past ours: size 0 adopts the size it wrote.
+  // Another process grew the map past ours: size 0 adopts the size it wrote
+  // in the meta page; with write_map the file's size, which every process
+  // extends before it maps more, is at least that.
   std::unique_lock lock(*resize_mu_);
-  int rc = mdb_env_set_mapsize(env_, 0);
+  FlockGuard across_processes(map_fd_, path_);
+  set_map_size_locked(map_fd_ >= 0 ? std::max(map_size_.load(), file_size(map_fd_, path_)) : 0);
+}
+
+void LmdbStore::set_map_size_locked(std::uint64_t bytes) const {
+  int rc = mdb_env_set_mapsize(env_, static_cast<std::size_t>(bytes));
   if (rc != 0) fail(rc, "set_mapsize", path_);
   MDB_envinfo info{};
   mdb_env_info(env_, &info);
@@ -829,6 +926,7 @@ LmdbStoreOptions parse_lmdb_options(const nlohmann::json& section, const std::fi
   o.map_size_bytes = map_mb << 20;
   o.max_map_size_bytes = max_mb << 20;
   o.max_readers = static_cast<unsigned>(r.uint("max_readers", 510, 1, 65536));
+  o.write_map = r.boolean("write_map", false);
   r.finish();
   return o;
 }

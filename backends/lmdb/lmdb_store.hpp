@@ -94,6 +94,19 @@ struct LmdbStoreOptions {
   // other process has it open); later openers use the table as it is.
   // JSON: "max_readers", default 510.
   unsigned max_readers = 510;
+  // MDB_WRITEMAP: write transactions change the file through a writable shared
+  // map instead of write() calls, so a commit makes no system call under
+  // `nosync` (several times faster on filesystems whose write() is costly) and
+  // one msync under the other modes. Crash semantics stay those of
+  // `durability`. The price: a wild pointer write anywhere in the process can
+  // now reach the database, and the file takes its whole map size on disk at
+  // once (preallocated with fallocate(2), so a full disk is a clear
+  // resource_exhausted at open or growth rather than SIGBUS at a write; on a
+  // filesystem without fallocate the file is sparse and that guarantee is
+  // lost). Every process that opens one file must agree on this setting
+  // (lmdb.h: do not mix processes with and without MDB_WRITEMAP).
+  // JSON: "write_map", default false.
+  bool write_map = false;
 };
 
 class LmdbStore final : public Store {
@@ -168,6 +181,7 @@ class LmdbStore final : public Store {
   std::uint64_t live_bytes() const;
   [[noreturn]] void throw_map_full(const char* what) const;
   void adopt_map_size() const;
+  void set_map_size_locked(std::uint64_t bytes) const;  // resize_mu_ held exclusively
   template <typename Fn>
   void with_read_txn(const char* what, Fn&& fn) const;
   template <typename Fn>
@@ -182,6 +196,13 @@ class LmdbStore final : public Store {
   std::size_t max_id_size_ = 0;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
+  // write_map only: this process's own descriptor of the data file, whose
+  // flock(2) serialises opens and map changes across processes. With
+  // MDB_WRITEMAP LMDB ftruncate()s the file to the map size at open and at
+  // every mdb_env_set_mapsize; a process setting a smaller size than another
+  // one maps would cut the file under it (SIGBUS there). Under the lock every
+  // size this process sets is at least the file's current size. -1 otherwise.
+  int map_fd_ = -1;
   // Held shared by every transaction of this process, exclusive while the map
   // is resized (mdb_env_set_mapsize requires no transaction of this process to
   // be active). A pointer so that after_fork() can abandon a copy that some

@@ -19,6 +19,7 @@ Store and locks:
   --store lmdb|file|memory|redis   (default lmdb)
   --locks shm|fcntl|thread|none|redis  (default shm; thread with --store memory)
   --durability MODE        lmdb: durable|nometasync|nosync, file: durable|nosync
+  --write-map              lmdb: "write_map": true (MDB_WRITEMAP, see docs/lmdb.md)
   --dir PATH               directory for stores and lock files (default: a fresh temp dir)
   --slots N                lock slots (default 1024)
 Workload:
@@ -121,6 +122,8 @@ Options parse_options(int argc, char** argv) {
       o.locks = next();
     } else if (arg == "--durability") {
       o.durability = next();
+    } else if (arg == "--write-map") {
+      o.write_map = true;
     } else if (arg == "--dir") {
       o.dir = next();
     } else if (arg == "--slots") {

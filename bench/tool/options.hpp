@@ -15,6 +15,7 @@ struct Options {
   std::string store;                 // --store lmdb|file|memory|redis (default: lmdb when built)
   std::string locks;                 // --locks shm|fcntl|thread|none (default: shm, thread for memory)
   std::string durability;            // --durability for lmdb/file (default: the store's own)
+  bool write_map = false;            // --write-map: lmdb "write_map": true
   std::string dir;                   // --dir: where stores and lock files go (default: a temp dir)
   std::uint32_t slots = 1024;        // --slots
   int procs = 1;                     // --procs: forked worker processes

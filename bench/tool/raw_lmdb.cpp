@@ -11,20 +11,21 @@ void check(int rc, const char* what) {
   if (rc != MDB_SUCCESS) throw std::runtime_error(std::string(what) + ": " + mdb_strerror(rc));
 }
 
-unsigned int flags_for(const std::string& durability) {
+unsigned int flags_for(const RawLmdbFlags& raw) {
   unsigned int flags = MDB_NOSUBDIR | MDB_NOTLS;
-  if (durability == "nosync") flags |= MDB_NOSYNC;
-  if (durability == "nometasync") flags |= MDB_NOMETASYNC;
+  if (raw.durability == "nosync") flags |= MDB_NOSYNC;
+  if (raw.durability == "nometasync") flags |= MDB_NOMETASYNC;
+  if (raw.write_map) flags |= MDB_WRITEMAP;
   return flags;
 }
 
 class Env {
  public:
-  Env(const std::filesystem::path& path, const std::string& durability) {
+  Env(const std::filesystem::path& path, const RawLmdbFlags& raw) {
     check(mdb_env_create(&env_), "mdb_env_create");
     check(mdb_env_set_mapsize(env_, std::size_t{4} << 30), "mdb_env_set_mapsize");
     check(mdb_env_set_maxreaders(env_, 510), "mdb_env_set_maxreaders");
-    check(mdb_env_open(env_, path.c_str(), flags_for(durability), 0600), "mdb_env_open");
+    check(mdb_env_open(env_, path.c_str(), flags_for(raw), 0600), "mdb_env_open");
     MDB_txn* txn = nullptr;
     check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
     check(mdb_dbi_open(txn, nullptr, 0, &dbi_), "mdb_dbi_open");
@@ -66,9 +67,9 @@ class Env {
 
 class RawLmdbWorker final : public ProcessWorker {
  public:
-  RawLmdbWorker(const std::filesystem::path& path, const std::string& durability,
+  RawLmdbWorker(const std::filesystem::path& path, const RawLmdbFlags& flags,
                 const std::vector<std::string>& ids)
-      : env_(path, durability), ids_(ids) {}
+      : env_(path, flags), ids_(ids) {}
 
   bool op(std::uint64_t index, bool read_only, SharedCounters& shared) override {
     try {
@@ -87,16 +88,18 @@ class RawLmdbWorker final : public ProcessWorker {
 
 }  // namespace
 
-void populate_raw_lmdb(const std::filesystem::path& path, const std::string& durability,
+void populate_raw_lmdb(const std::filesystem::path& path, const RawLmdbFlags& flags,
                        const std::vector<std::string>& ids, const std::string& record) {
-  Env env(path, durability == "durable" ? "nosync" : durability);  // loading speed; the run reopens
+  RawLmdbFlags loading = flags;
+  loading.durability = "nosync";  // loading speed; the run reopens with `flags`
+  Env env(path, loading);
   for (const std::string& id : ids) env.put(id, record);
 }
 
 std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path,
-                                                    const std::string& durability,
+                                                    const RawLmdbFlags& flags,
                                                     const std::vector<std::string>& ids) {
-  return std::make_unique<RawLmdbWorker>(path, durability, ids);
+  return std::make_unique<RawLmdbWorker>(path, flags, ids);
 }
 
 }  // namespace sessionkit::bench

@@ -11,13 +11,19 @@
 
 namespace sessionkit::bench {
 
+// The store section's settings that become environment flags.
+struct RawLmdbFlags {
+  std::string durability = "durable";  // durable | nometasync | nosync
+  bool write_map = false;              // MDB_WRITEMAP
+};
+
 // Creates the environment at `path` holding `record` under every id.
-void populate_raw_lmdb(const std::filesystem::path& path, const std::string& durability,
+void populate_raw_lmdb(const std::filesystem::path& path, const RawLmdbFlags& flags,
                        const std::vector<std::string>& ids, const std::string& record);
 
 // A worker that opens its own environment (call after fork).
 std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path,
-                                                    const std::string& durability,
+                                                    const RawLmdbFlags& flags,
                                                     const std::vector<std::string>& ids);
 
 }  // namespace sessionkit::bench

@@ -26,7 +26,10 @@ std::string describe(const RunResult& r) {
   const Options& o = r.options;
   std::ostringstream s;
   s << "store " << r.store;
-  if (!o.durability.empty()) s << " (" << o.durability << ")";
+  if (!o.durability.empty() || o.write_map) {
+    s << " (" << o.durability << (o.durability.empty() || !o.write_map ? "" : ", ")
+      << (o.write_map ? "write_map" : "") << ")";
+  }
   s << ", locks " << r.locks << ", " << o.procs << " proc x " << o.threads << " thread, " << o.sessions
     << " sessions, " << o.value_bytes << "-byte values, hot " << o.hot << ", read-only " << o.read_only_share;
   return s.str();
@@ -88,6 +91,7 @@ nlohmann::json to_json(const RunResult& r, const std::string& sweep_param) {
       {"store", r.store},
       {"locks", r.locks},
       {"durability", o.durability.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.durability)},
+      {"write_map", o.write_map},
       {"procs", o.procs},
       {"threads", o.threads},
       {"sessions", o.sessions},

@@ -74,6 +74,7 @@ nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* bas
   if (store == "lmdb") s["path"] = (work / "sessions.mdb").string();
   if (store == "file") s["path"] = (work / "sessions").string();
   if (!o.durability.empty()) s["durability"] = o.durability;
+  if (o.write_map) s["write_map"] = true;
   nlohmann::json l = {{"type", locks}, {"slots", o.slots}};
   if (locks == "shm")
     l["name"] = "sessionkit-bench-" + std::to_string(getpid()) + "-" + work.filename().string();
@@ -328,10 +329,12 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   if (*interrupted != 0) return r;
 #if SESSIONKIT_HAVE_LMDB
   if (config.store.type == "lmdb") {
-    const std::string durability = config.store.section->value("durability", "durable");
+    RawLmdbFlags flags;
+    flags.durability = config.store.section->value("durability", "durable");
+    flags.write_map = config.store.section->value("write_map", false);
     const fs::path path = work.path() / "raw-baseline.mdb";
-    populate_raw_lmdb(path, durability, ids, record);
-    WorkerFactory make = [&]() { return make_raw_lmdb_worker(path, durability, ids); };
+    populate_raw_lmdb(path, flags, ids, record);
+    WorkerFactory make = [&]() { return make_raw_lmdb_worker(path, flags, ids); };
     PhaseResult b = run_phase(o, make, cross_process, "raw lmdb", interrupted);
     r.baseline_name = "raw LMDB get+put";
     r.baseline_ops_per_sec = b.ops_per_sec();

@@ -121,11 +121,12 @@ void kill_writers_repeatedly(Writer&& writer, Check&& check) {
 
 std::string counter_id(int k) { return "counter-" + std::to_string(k); }
 
-TEST(LmdbCrash, KilledStoreWritersLeaveEveryRecordOldOrNew) {
+void killed_store_writers_leave_every_record_old_or_new(bool write_map) {
   TempDir dir;
   LmdbStoreOptions o;
   o.path = dir / "s.mdb";  // durable: commits are slow, kills often land inside one
   o.map_size_bytes = 1 << 20;
+  o.write_map = write_map;
   LmdbStore store(o);
   const auto far = std::chrono::system_clock::now() + std::chrono::hours(1);
   for (int k = 0; k < kCounters; ++k) store.save(counter_id(k), "0", far);
@@ -159,6 +160,17 @@ TEST(LmdbCrash, KilledStoreWritersLeaveEveryRecordOldOrNew) {
       });
   EXPECT_EQ(store.check_consistency(), "");
   EXPECT_EQ(store.info().records, kCounters);
+}
+
+TEST(LmdbCrash, KilledStoreWritersLeaveEveryRecordOldOrNew) {
+  killed_store_writers_leave_every_record_old_or_new(false);
+}
+
+// MDB_WRITEMAP: the writer changes pages in the shared map in place, so a
+// kill mid-transaction leaves half-changed pages in the file; they must be
+// pages no committed snapshot uses.
+TEST(LmdbCrash, KilledWriteMapWritersLeaveEveryRecordOldOrNew) {
+  killed_store_writers_leave_every_record_old_or_new(true);
 }
 
 TEST(LmdbCrash, KilledSessionWritersLeaveEverySessionOpenable) {
