@@ -187,12 +187,12 @@ TEST_F(CgiTest, LockDeadlineIs503WithRetryAfter) {
   const std::string cookie = client.get("/cgi/demo").cookie();
   std::thread slow([&] {
     HttpClient c(port());
-    EXPECT_EQ(c.get("/cgi/demo?sleep_ms=2500", cookie).body, "2");
+    EXPECT_EQ(c.get("/cgi/demo?sleep_ms=5000", cookie).body, "2");
   });
   // mod_cgid logs the program's stderr as it comes: the lock is held from then on.
   ASSERT_TRUE(
       eventually([&] { return server_->error_log().find("holding the session lock") != std::string::npos; },
-                 std::chrono::seconds(5)))
+                 std::chrono::seconds(30)))
       << server_->error_log();
   const auto start = Clock::now();
   HttpResponse busy = client.get("/cgi/demo", cookie);
@@ -218,7 +218,7 @@ TEST_F(CgiTest, MemoryStoreIsRefusedWith500) {
   EXPECT_TRUE(r.header("set-cookie").empty());
   EXPECT_TRUE(eventually(
       [&] { return server_->error_log().find("each request is a new process") != std::string::npos; },
-      std::chrono::seconds(5)))
+      std::chrono::seconds(30)))
       << server_->error_log();
   EXPECT_EQ(client.get("/cgi/hello").body, "hello");  // the baseline needs no configuration
 }

@@ -34,6 +34,17 @@ HttpdServer::HttpdServer(fs::path dir, HttpdOptions options)
 HttpdServer::~HttpdServer() { stop(); }
 
 bool HttpdServer::start() {
+  // free_port() was free a moment ago only: another process (a test's client
+  // socket, another server) may take it before httpd binds it. Then httpd
+  // exits at once saying so, and another port is tried.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (launch()) return true;
+    if (pid_ > 0 || error_log().find("Address already in use") == std::string::npos) return false;
+  }
+  return false;
+}
+
+bool HttpdServer::launch() {
   port_ = free_port();
   const std::string modules = "/usr/lib/apache2/modules/";
   std::ostringstream conf;

@@ -55,6 +55,8 @@ class HttpdServer {
   static std::string module_path();
 
  private:
+  bool launch();  // start() on one port
+
   std::filesystem::path dir_;
   std::filesystem::path data_dir_;
   HttpdOptions options_;

@@ -374,7 +374,9 @@ TEST_F(SessionManagerTest, LockDeadlineIsUnavailable) {
 }
 
 TEST_F(SessionManagerTest, ManyThreadsLoseNoUpdate) {
-  SessionManager m = make();
+  // Every open must get the lock; an unfair mutex may keep one thread waiting
+  // through many of the others' turns on a loaded machine.
+  SessionManager m = make({{"locks", {{"type", "thread"}, {"wait_ms", 120'000}}}});
   std::string cookie;
   {
     Session s = m.open("");
@@ -448,7 +450,9 @@ TEST_F(SessionManagerTest, CorruptRecordIsDataLossAndANewSession) {
 }
 
 TEST_F(SessionManagerTest, SweepAndEveryNRequestsGc) {
-  SessionManager m = make({{"timeouts", {{"idle_s", 60}}}, {"gc", {{"every_n_requests", 10}, {"budget_ms", 50}}}});
+  // A budget no stall can exhaust: the one sweep must remove all five.
+  SessionManager m =
+      make({{"timeouts", {{"idle_s", 60}}}, {"gc", {{"every_n_requests", 10}, {"budget_ms", 60'000}}}});
   for (int i = 0; i < 5; ++i) {
     Session s = m.open("");
     s.data()["i"] = i;

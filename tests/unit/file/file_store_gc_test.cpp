@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -390,12 +391,18 @@ TEST(FileStoreSweepTest, EmptiedShardDirectoriesGoAtDepth2AndSavesStillWork) {
       }
     }
   });
+  // Sweep for 500 ms and until the writer has saved a few hundred records (a
+  // loaded machine may hardly run it at first); a minute at most.
   const auto until = std::chrono::steady_clock::now() + 500ms;
-  while (std::chrono::steady_clock::now() < until) store.sweep(Clock::now(), 2ms);
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while ((std::chrono::steady_clock::now() < until || saved.load() < 200) &&
+         std::chrono::steady_clock::now() < give_up) {
+    store.sweep(Clock::now(), 2ms);
+  }
   done = true;
   writer.join();
   EXPECT_EQ(errors.load(), 0);
-  EXPECT_GT(saved.load(), 0);
+  EXPECT_GE(saved.load(), 200);
   // Finish the lap in progress, then one whole lap: records saved behind the
   // cursor during the first are only reached by the second.
   sweep_to_end(store, Clock::now(), 1000ms);
@@ -458,10 +465,20 @@ TEST(FileStoreSweepTest, ManyExpiredAmongManyLiveWithA5msBudget) {
   std::uint64_t removed = 0;
   int calls = 0;
   auto slowest = std::chrono::steady_clock::duration::zero();
+  // The work one call does, as this thread's CPU time: wall time also counts
+  // whatever else a loaded machine runs meanwhile, which no budget can bound.
+  auto thread_cpu = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  };
+  std::chrono::nanoseconds slowest_cpu{0};
   for (;;) {
     ASSERT_LT(calls, 1'000'000);
     const auto start = std::chrono::steady_clock::now();
+    const auto start_cpu = thread_cpu();
     SweepResult r = store.sweep(now, 5ms);
+    slowest_cpu = std::max(slowest_cpu, thread_cpu() - start_cpu);
     slowest = std::max(slowest, std::chrono::steady_clock::now() - start);
     ++calls;
     ASSERT_GT(r.examined, 0u) << "call " << calls << " made no progress";
@@ -478,12 +495,12 @@ TEST(FileStoreSweepTest, ManyExpiredAmongManyLiveWithA5msBudget) {
     return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
   };
   std::printf(
-      "[          ] %d + %d records: fill %lld ms, sweep %lld ms in %d calls (slowest %lld ms), check %lld "
-      "ms\n",
-      per_kind, per_kind, ms(t1 - t0), ms(t2 - t1), calls, ms(slowest),
+      "[          ] %d + %d records: fill %lld ms, sweep %lld ms in %d calls (slowest %lld ms, %lld ms CPU), "
+      "check %lld ms\n",
+      per_kind, per_kind, ms(t1 - t0), ms(t2 - t1), calls, ms(slowest), ms(slowest_cpu),
       ms(std::chrono::steady_clock::now() - t2));
-  // Generous: a sanitizer build on a loaded machine must pass too.
-  EXPECT_LT(slowest, 500ms);
+  // Generous: a sanitizer build must pass too.
+  EXPECT_LT(slowest_cpu, 500ms);
 }
 
 }  // namespace

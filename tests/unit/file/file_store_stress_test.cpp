@@ -55,7 +55,10 @@ TEST_P(FileStoreStressTest, EightProcessesIncrementOneCounterExactly) {
   const StressCase& c = GetParam();
   TempDir tmp;
   const std::string shm_name = testing::unique_name("file-stress");
-  nlohmann::json locks = {{"type", c.locks}};
+  // Every increment must get the lock: a waiter may sit behind the other seven
+  // processes' whole runs (no lock is fair), two fsyncs per save on a busy
+  // disk, so the wait is far above the default 5 s.
+  nlohmann::json locks = {{"type", c.locks}, {"wait_ms", 120'000}};
   if (std::string(c.locks) == "shm") locks["name"] = shm_name;
   if (std::string(c.locks) == "fcntl") locks["path"] = (tmp / "locks").string();
   const nlohmann::json doc = {

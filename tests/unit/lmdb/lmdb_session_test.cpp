@@ -26,6 +26,10 @@ using sessionkit::testing::TempDir;
 
 constexpr int kProcesses = 8;
 constexpr int kIncrements = 150;
+// Every increment must get the lock, and no lock is fair: a waiter may sit
+// behind the other processes' whole runs (fsyncs included on a busy disk), far
+// beyond the default locks.wait_ms of 5 s.
+constexpr int kLockWaitMs = 120'000;
 
 // "sid=<value>; Path=/; ..." -> "sid=<value>", what a browser sends back.
 std::string cookie_header(const SessionManager& m, const Session& s) {
@@ -76,6 +80,7 @@ class LmdbSessionStress : public ::testing::TestWithParam<StressCase> {
     } else {
       locks = {{"type", "fcntl"}, {"path", (dir_ / "sessions.locks").string()}};
     }
+    locks["wait_ms"] = kLockWaitMs;
     return {
         {"store", {{"type", "lmdb"}, {"path", (dir_ / "sessions.mdb").string()}, {"durability", durability}}},
         {"locks", locks}};
@@ -130,7 +135,7 @@ TEST(LmdbSession, DefaultDurableStoreCountsExactlyToo) {
   TempDir dir;
   const std::string shm_name = sessionkit::testing::unique_name("lmdbtest");
   const nlohmann::json doc = {{"store", {{"type", "lmdb"}, {"path", (dir / "s.mdb").string()}}},
-                              {"locks", {{"type", "shm"}, {"name", shm_name}}}};
+                              {"locks", {{"type", "shm"}, {"name", shm_name}, {"wait_ms", kLockWaitMs}}}};
   SessionManager m(Config::from_json(doc));
   std::string cookie;
   {

@@ -509,7 +509,8 @@ TEST(LmdbStore, MapGrowsByDoublingThenSaveFailsWithTheOldRecordIntact) {
   EXPECT_TRUE(store.remove(id_of(1)));
   store.save(id_of(saved), rec, kT0);
   EXPECT_EQ(store.load(id_of(saved)), rec);
-  SweepResult r = store.sweep(kT0 + 100s, 1s);  // ids 2..100, "first" and id_of(saved)
+  // Budgets no stall can exhaust: each sweep must finish (more than one batch at the cap).
+  SweepResult r = store.sweep(kT0 + 100s, 60s);  // ids 2..100, "first" and id_of(saved)
   EXPECT_EQ(r.removed, 101u);
   EXPECT_TRUE(r.complete);
   EXPECT_LE(store.map_size(), (1u << 20) + store.deletion_reserve_bytes());
@@ -524,7 +525,7 @@ TEST(LmdbStore, MapGrowsByDoublingThenSaveFailsWithTheOldRecordIntact) {
   EXPECT_LE(store.map_size(), (1u << 20) + store.deletion_reserve_bytes());
   EXPECT_LE(store.info().records * 2000, 1 << 20);
   // ... so the reserve is still there for deletions.
-  r = store.sweep(kT0 + 100000s, 1s);
+  r = store.sweep(kT0 + 100000s, 60s);
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(store.info().records, 1);
   EXPECT_EQ(store.load("keeper"), rec);

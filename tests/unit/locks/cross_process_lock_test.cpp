@@ -143,7 +143,7 @@ TEST_P(CrossProcessLocks, HolderKilledWithSigkillIsRecoveredTwice) {
   pid_t b = fork_child([&]() -> int {
     locks->after_fork();
     b_status.write_byte('w');
-    b_status.write_byte(status_byte(locks->lock(slot, in(5s))));
+    b_status.write_byte(status_byte(locks->lock(slot, in(60s))));
     testing::sleep_forever();  // dies holding the recovered slot
   });
   ASSERT_EQ(b_status.read_byte(), 'w');
@@ -152,14 +152,15 @@ TEST_P(CrossProcessLocks, HolderKilledWithSigkillIsRecoveredTwice) {
   ASSERT_EQ(::kill(a, SIGKILL), 0);
   EXPECT_EQ(wait_child(a), 128 + SIGKILL);
   EXPECT_EQ(b_status.read_byte(), status_byte(after_death()));
-  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 1s);
+  // Woken by A's death, not by its 60 s deadline (which would also say 'd').
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 30s);
 
   ASSERT_EQ(::kill(b, SIGKILL), 0);
   EXPECT_EQ(wait_child(b), 128 + SIGKILL);
 
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(locks->lock(slot, in(5s)), after_death());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_EQ(locks->lock(slot, in(60s)), after_death());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);  // at once, not at the deadline
   locks->unlock(slot);
   for (int i = 0; i < 1000; ++i) {
     ASSERT_EQ(locks->lock(slot, in(5s)), LockStatus::acquired) << "cycle " << i;
@@ -333,8 +334,8 @@ TEST_P(CrossProcessLocks, ResourceHolderKilledNextProceeds) {
   EXPECT_EQ(wait_child(holder), 128 + SIGKILL);
 
   const auto start = std::chrono::steady_clock::now();
-  ResourceLock lock = mgr.lock_resource("shared-log", 5s);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  ResourceLock lock = mgr.lock_resource("shared-log", 60s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);  // at once, not at the deadline
   EXPECT_TRUE(lock.owns_lock());
   EXPECT_EQ(lock.recovered_from_dead_owner(), is_shm());
   lock.unlock();
@@ -354,9 +355,9 @@ TEST_P(CrossProcessLocks, SameSlotTwiceInOneThreadIsReentrant) {
     return wait_child(pid) == 0 ? LockStatus::acquired : LockStatus::timed_out;
   };
   ASSERT_EQ(locks->lock(slot, in(1s)), LockStatus::acquired);
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_EQ(locks->lock(slot, in(1s)), LockStatus::acquired);  // would self-deadlock if not re-entrant
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 100ms);
+  // A manager that is not re-entrant would wait for itself until the deadline
+  // and answer timed_out.
+  ASSERT_EQ(locks->lock(slot, in(1s)), LockStatus::acquired);
   EXPECT_EQ(locks->stats().reentries, 1u);
   EXPECT_EQ(other_process_try(), LockStatus::timed_out);
   locks->unlock(slot);

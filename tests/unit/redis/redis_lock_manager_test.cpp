@@ -39,6 +39,12 @@ std::string code_of(Fn&& fn) {
   }
 }
 
+// Milliseconds since `t`, rounded up: a bound on how much of a TTL set after
+// `t` (by Redis, at millisecond resolution) can have run down by now.
+long long ms_since(SteadyClock::time_point t) {
+  return std::chrono::ceil<std::chrono::milliseconds>(SteadyClock::now() - t).count() + 1;
+}
+
 bool is_hex_token(const std::optional<std::string>& v) {
   if (!v || v->size() != 32) return false;
   for (char c : *v) {
@@ -73,11 +79,13 @@ TEST_F(RedisLockManagerTest, SlotsAreTokenKeysWithALease) {
   EXPECT_EQ(locks->type(), "redis");
   EXPECT_TRUE(locks->shared_across_processes());
   EXPECT_EQ(locks->key_for(5), "t:lock:5");
+  const auto before = SteadyClock::now();
   ASSERT_EQ(locks->try_lock(5), LockStatus::acquired);
   const auto first = raw.get("t:lock:5");
   EXPECT_TRUE(is_hex_token(first)) << first.value_or("(none)");
-  EXPECT_GT(raw.pttl("t:lock:5"), 9000);
-  EXPECT_LE(raw.pttl("t:lock:5"), 10'000);
+  const long long ttl = raw.pttl("t:lock:5");
+  EXPECT_GE(ttl, 10'000 - ms_since(before));  // the lease, less the time since the SET
+  EXPECT_LE(ttl, 10'000);
   EXPECT_EQ(raw.get("t:lock:layout"), "64/8");
   locks->unlock(5);
   EXPECT_FALSE(raw.exists("t:lock:5"));
@@ -117,6 +125,7 @@ TEST_F(RedisLockManagerTest, WaitsUntilReleaseOrDeadline) {
   auto a = make();
   auto b = make();
   std::atomic<int> stage{0};
+  std::atomic<SteadyClock::time_point> released{};
   // Slots belong to threads: the holder locks and unlocks on its own thread.
   std::thread holder([&] {
     EXPECT_EQ(a->lock(7, SteadyClock::now() + 1s), LockStatus::acquired);
@@ -124,6 +133,7 @@ TEST_F(RedisLockManagerTest, WaitsUntilReleaseOrDeadline) {
     while (stage.load() != 2) std::this_thread::sleep_for(1ms);
     std::this_thread::sleep_for(100ms);
     a->unlock(7);
+    released = SteadyClock::now();
   });
   while (stage.load() != 1) std::this_thread::sleep_for(1ms);
 
@@ -136,11 +146,14 @@ TEST_F(RedisLockManagerTest, WaitsUntilReleaseOrDeadline) {
 
   start = SteadyClock::now();
   stage = 2;  // released about 100 ms from now
-  EXPECT_EQ(b->lock(7, start + 5s), LockStatus::acquired);
-  waited = SteadyClock::now() - start;
+  EXPECT_EQ(b->lock(7, start + 30s), LockStatus::acquired);
+  const auto acquired = SteadyClock::now();
+  waited = acquired - start;
   holder.join();
   EXPECT_GE(waited, 90ms);
-  EXPECT_LT(waited, 300ms);  // back-off is capped at 50 ms
+  // Back-off is capped at 50 ms: B notices the release soon after it. Timed
+  // from the release itself, so the holder's own sleep and unlock do not count.
+  EXPECT_LT(acquired - released.load(), 200ms);
   EXPECT_EQ(b->stats().waits, 2u);
   b->unlock(7);
 }
@@ -150,7 +163,8 @@ TEST_F(RedisLockManagerTest, WaitsUntilReleaseOrDeadline) {
 // writer's update survives, and its unlock does not free the new holder's lock.
 TEST_F(RedisLockManagerTest, StalledHolderLosesTheLeaseAndItsLateSaveIsRefused) {
   auto a = make({{"lease_ms", 200}});
-  auto b = make({{"lease_ms", 200}});
+  // B's lease must outlast the rest of the test on a slow machine: only A stalls.
+  auto b = make({{"lease_ms", 30'000}});
   auto store = std::make_unique<RedisStore>(
       redis::parse_store_section(testing::redis_store_section(server_, "t:"), "/"));
   RawRedis raw(server_);
@@ -159,11 +173,12 @@ TEST_F(RedisLockManagerTest, StalledHolderLosesTheLeaseAndItsLateSaveIsRefused) 
   ASSERT_EQ(b->slot_for(id), slot);
   store->save(id, "0", SysClock::now() + 60s);
 
+  const auto start = SteadyClock::now();  // before A's SET: its 200 ms lease runs from later
   ASSERT_EQ(a->lock(slot, SteadyClock::now() + 1s), LockStatus::acquired);
   const std::string a_read = *store->load(id);  // A reads "0", then stalls
-  const auto start = SteadyClock::now();
-  ASSERT_EQ(b->lock(slot, SteadyClock::now() + 2s), LockStatus::acquired);  // after A's lease ran out
-  EXPECT_GE(SteadyClock::now() - start, 100ms);
+  // B gets the slot once A's lease ran out.
+  ASSERT_EQ(b->lock(slot, SteadyClock::now() + 30s), LockStatus::acquired);
+  EXPECT_GE(SteadyClock::now() - start, 190ms);
   guarded_save(*b, slot, *store, id, "B");
   const auto b_token = raw.get("t:lock:" + std::to_string(slot));
 
@@ -186,14 +201,17 @@ TEST_F(RedisLockManagerTest, StalledHolderLosesTheLeaseAndItsLateSaveIsRefused) 
 }
 
 TEST_F(RedisLockManagerTest, CheckHeldRenewsTheLease) {
-  auto a = make({{"lease_ms", 500}});
-  auto b = make({{"lease_ms", 500}});
+  // A long lease, run down by hand: the original lease ends 300 ms from the
+  // PEXPIRE, while the renewed one has 30 s, far more than any stall.
+  auto a = make({{"lease_ms", 30'000}});
+  auto b = make();
   RawRedis raw(server_);
   ASSERT_EQ(a->lock(9, SteadyClock::now() + 1s), LockStatus::acquired);
-  std::this_thread::sleep_for(250ms);
+  ASSERT_EQ(raw.command({"PEXPIRE", "t:lock:9", "300"}).integer(), 1);
+  const auto renewed = SteadyClock::now();
   a->check_held(9);
-  EXPECT_GT(raw.pttl("t:lock:9"), 400);  // renewed to a full lease
-  std::this_thread::sleep_for(350ms);    // past the original lease
+  EXPECT_GE(raw.pttl("t:lock:9"), 30'000 - ms_since(renewed));  // renewed to a full lease
+  std::this_thread::sleep_for(400ms);                           // past the original lease
   EXPECT_EQ(b->try_lock(9), LockStatus::timed_out);
   a->check_held(9);
   a->unlock(9);
@@ -217,8 +235,11 @@ TEST_F(RedisLockManagerTest, CheckHeldNeedsTheSlot) {
 // another thread of the same process took the slot, the first one's unlock
 // must not release the second one's lock.
 TEST_F(RedisLockManagerTest, TokensArePerHolderWithinOneProcess) {
-  auto a = make({{"lease_ms", 150}});
+  // The first holder's lease is made to run out by hand (PEXPIRE): a short
+  // lease_ms would also cut short the second holder's, which must last.
+  auto a = make({{"lease_ms", 30'000}});
   auto outsider = make();
+  RawRedis raw(server_);
   std::atomic<int> stage{0};
   std::thread first([&] {
     EXPECT_EQ(a->lock(11, SteadyClock::now() + 1s), LockStatus::acquired);
@@ -229,7 +250,8 @@ TEST_F(RedisLockManagerTest, TokensArePerHolderWithinOneProcess) {
     stage = 3;
   });
   while (stage.load() != 1) std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(a->lock(11, SteadyClock::now() + 2s), LockStatus::acquired);  // after the lease ran out
+  ASSERT_EQ(raw.command({"PEXPIRE", "t:lock:11", "1"}).integer(), 1);      // the first lease runs out
+  ASSERT_EQ(a->lock(11, SteadyClock::now() + 30s), LockStatus::acquired);  // after the lease ran out
   stage = 2;
   while (stage.load() != 3) std::this_thread::sleep_for(1ms);
   first.join();

@@ -237,12 +237,15 @@ TEST_F(RedisSessionTest, ResourceLocksExcludeOtherManagers) {
 // LockManager::check_held(slot) right before Store::save, so the stalled
 // writer's late save is refused instead of overwriting the other's update.
 TEST_F(RedisSessionTest, StalledWriterLosesLeaseAndItsSaveIsAborted) {
-  SessionManager m(testing::redis_config(server_, "lease:", {{"lease_ms", 300}, {"wait_ms", 5000}}));
+  // Two managers on one lock table: the stalled writer's with a 300 ms lease,
+  // the other's long enough that no stall of the test itself can end it.
+  SessionManager stalled_m(testing::redis_config(server_, "lease:", {{"lease_ms", 300}}));
+  SessionManager m(testing::redis_config(server_, "lease:", {{"lease_ms", 30'000}, {"wait_ms", 30'000}}));
   const std::string cookie = create_counter(m);
   std::atomic<bool> a_opened{false};
   std::string a_error;
   std::thread stalled([&] {
-    Session s = m.open(cookie);
+    Session s = stalled_m.open(cookie);
     a_opened = true;
     s.data()["n"] = s.data().value("n", 0) + 1;
     std::this_thread::sleep_for(700ms);  // well past the 300 ms lease
