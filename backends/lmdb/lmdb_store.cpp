@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend_type.hpp"
+#include "backends/lmdb/lmdb_sharded_store.hpp"
 #include "builtin_backends.hpp"
 #include "config_reader.hpp"
 #include "sessionkit/error.hpp"
@@ -907,7 +907,12 @@ std::string LmdbStore::check_consistency() const {
 namespace detail {
 namespace {
 
-LmdbStoreOptions parse_lmdb_options(const nlohmann::json& section, const std::filesystem::path& base_dir) {
+struct LmdbSection {
+  LmdbStoreOptions options;
+  unsigned shards = 1;
+};
+
+LmdbSection parse_lmdb_section(const nlohmann::json& section, const std::filesystem::path& base_dir) {
   constexpr std::uint64_t kMaxMb = std::uint64_t{1} << 20;  // 1 TiB
   ConfigReader r(section, "store");
   r.string("type", "lmdb");
@@ -927,14 +932,26 @@ LmdbStoreOptions parse_lmdb_options(const nlohmann::json& section, const std::fi
   o.max_map_size_bytes = max_mb << 20;
   o.max_readers = static_cast<unsigned>(r.uint("max_readers", 510, 1, 65536));
   o.write_map = r.boolean("write_map", false);
+  const auto shards = static_cast<unsigned>(r.uint("shards", 1, 1, LmdbShardedStore::kMaxShards));
   r.finish();
-  return o;
+  return {std::move(o), shards};
 }
 
 }  // namespace
 
 void register_lmdb_store(Registry& registry) {
-  registry.add_store("lmdb", store_type<LmdbStore>(&parse_lmdb_options));
+  StoreType t;
+  t.shared_across_processes = true;
+  t.validate = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
+    (void)parse_lmdb_section(section, base_dir);
+  };
+  t.create = [](const nlohmann::json& section,
+                const std::filesystem::path& base_dir) -> std::unique_ptr<Store> {
+    LmdbSection c = parse_lmdb_section(section, base_dir);
+    if (c.shards == 1) return std::make_unique<LmdbStore>(std::move(c.options));
+    return std::make_unique<LmdbShardedStore>(c.options, c.shards);
+  };
+  registry.add_store("lmdb", std::move(t));
 }
 
 }  // namespace detail

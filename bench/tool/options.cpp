@@ -20,6 +20,7 @@ Store and locks:
   --locks shm|fcntl|thread|none|redis  (default shm; thread with --store memory)
   --durability MODE        lmdb: durable|nometasync|nosync, file: durable|nosync
   --write-map              lmdb: "write_map": true (MDB_WRITEMAP, see docs/lmdb.md)
+  --shards N               lmdb: "shards": N environments, ids spread by hash (default 1)
   --dir PATH               directory for stores and lock files (default: a fresh temp dir)
   --slots N                lock slots (default 1024)
 Workload:
@@ -28,6 +29,8 @@ Workload:
   --sessions K             working set of sessions (default 1000)
   --value-bytes B          bytes of padding stored with each counter (default 200)
   --hot F                  share of operations on a hot set of 8 sessions (default 0)
+  --distinct               each worker (process x thread) uses its own sessions, none shared
+                           (its hot set too); needs --sessions >= procs x threads
   --read-only-share R      share of operations that read without saving (default 0)
   --seconds S | --ops N    run length (default 5 seconds)
   --no-baseline            skip the baselines
@@ -124,6 +127,8 @@ Options parse_options(int argc, char** argv) {
       o.durability = next();
     } else if (arg == "--write-map") {
       o.write_map = true;
+    } else if (arg == "--shards") {
+      o.shards = static_cast<unsigned>(to_uint(arg, next(), 1, 256));
     } else if (arg == "--dir") {
       o.dir = next();
     } else if (arg == "--slots") {
@@ -136,6 +141,8 @@ Options parse_options(int argc, char** argv) {
       o.sessions = to_uint(arg, next(), 1, 100'000'000);
     } else if (arg == "--value-bytes") {
       o.value_bytes = to_uint(arg, next(), 0, 16u << 20);
+    } else if (arg == "--distinct") {
+      o.distinct = true;
     } else if (arg == "--hot") {
       o.hot = to_double(arg, next(), 0, 1);
     } else if (arg == "--read-only-share") {
@@ -173,6 +180,20 @@ Options parse_options(int argc, char** argv) {
     }
   }
   if (!o.plot_file.empty() && o.sweep_param.empty()) usage_error("--plot needs --sweep");
+  if (o.distinct) {
+    std::vector<Options> runs{o};
+    for (const std::string& v : o.sweep_values) {
+      std::string error;
+      runs.push_back(o);
+      apply_sweep_value(runs.back(), o.sweep_param, v, &error);
+    }
+    for (const Options& r : runs) {
+      if (r.sessions < static_cast<std::uint64_t>(r.procs) * static_cast<std::uint64_t>(r.threads)) {
+        usage_error("--distinct needs --sessions >= procs x threads (" + std::to_string(r.procs) + " x " +
+                    std::to_string(r.threads) + ")");
+      }
+    }
+  }
   return o;
 }
 

@@ -16,6 +16,7 @@ struct Options {
   std::string locks;                 // --locks shm|fcntl|thread|none (default: shm, thread for memory)
   std::string durability;            // --durability for lmdb/file (default: the store's own)
   bool write_map = false;            // --write-map: lmdb "write_map": true
+  unsigned shards = 1;               // --shards N: lmdb "shards": N
   std::string dir;                   // --dir: where stores and lock files go (default: a temp dir)
   std::uint32_t slots = 1024;        // --slots
   int procs = 1;                     // --procs: forked worker processes
@@ -23,6 +24,7 @@ struct Options {
   std::uint64_t sessions = 1000;     // --sessions: working set
   std::uint64_t value_bytes = 200;   // --value-bytes: the "pad" string stored with the counter
   double hot = 0.0;                  // --hot F: share of operations on the hot set (8 sessions)
+  bool distinct = false;             // --distinct: each worker has its own sessions (no sharing)
   double seconds = 5.0;              // --seconds S
   std::optional<std::uint64_t> ops;  // --ops N (total, instead of --seconds)
   double read_only_share = 0.0;      // --read-only-share R: operations that only read

@@ -2,7 +2,11 @@
 
 #include <lmdb.h>
 
+#include <memory>
 #include <stdexcept>
+#include <vector>
+
+#include "backends/lmdb/lmdb_sharded_store.hpp"
 
 namespace sessionkit::bench {
 namespace {
@@ -65,16 +69,39 @@ class Env {
   MDB_dbi dbi_ = 0;
 };
 
+// One environment, or one per shard with ids placed as LmdbShardedStore
+// places them.
+class Envs {
+ public:
+  Envs(const std::filesystem::path& path, const RawLmdbFlags& flags) {
+    if (flags.shards <= 1) {
+      envs_.push_back(std::make_unique<Env>(path, flags));
+      return;
+    }
+    for (unsigned i = 0; i < flags.shards; ++i) {
+      envs_.push_back(std::make_unique<Env>(LmdbShardedStore::shard_path(path, i), flags));
+    }
+  }
+  Env& for_id(const std::string& id) {
+    const auto n = static_cast<unsigned>(envs_.size());
+    return n == 1 ? *envs_[0] : *envs_[LmdbShardedStore::shard_of(id, n)];
+  }
+
+ private:
+  std::vector<std::unique_ptr<Env>> envs_;
+};
+
 class RawLmdbWorker final : public ProcessWorker {
  public:
   RawLmdbWorker(const std::filesystem::path& path, const RawLmdbFlags& flags,
                 const std::vector<std::string>& ids)
-      : env_(path, flags), ids_(ids) {}
+      : envs_(path, flags), ids_(ids) {}
 
   bool op(std::uint64_t index, bool read_only, SharedCounters& shared) override {
     try {
-      std::string value = env_.get(ids_[index]);
-      if (!read_only) env_.put(ids_[index], value);
+      Env& env = envs_.for_id(ids_[index]);
+      std::string value = env.get(ids_[index]);
+      if (!read_only) env.put(ids_[index], value);
     } catch (const std::exception&) {
       shared.errors.fetch_add(1);
     }
@@ -82,7 +109,7 @@ class RawLmdbWorker final : public ProcessWorker {
   }
 
  private:
-  Env env_;
+  Envs envs_;
   const std::vector<std::string>& ids_;
 };
 
@@ -92,8 +119,8 @@ void populate_raw_lmdb(const std::filesystem::path& path, const RawLmdbFlags& fl
                        const std::vector<std::string>& ids, const std::string& record) {
   RawLmdbFlags loading = flags;
   loading.durability = "nosync";  // loading speed; the run reopens with `flags`
-  Env env(path, loading);
-  for (const std::string& id : ids) env.put(id, record);
+  Envs envs(path, loading);
+  for (const std::string& id : ids) envs.for_id(id).put(id, record);
 }
 
 std::unique_ptr<ProcessWorker> make_raw_lmdb_worker(const std::filesystem::path& path,

@@ -15,6 +15,7 @@ namespace sessionkit::bench {
 struct RawLmdbFlags {
   std::string durability = "durable";  // durable | nometasync | nosync
   bool write_map = false;              // MDB_WRITEMAP
+  unsigned shards = 1;                 // environments <path>.<i>, ids placed as the store places them
 };
 
 // Creates the environment at `path` holding `record` under every id.

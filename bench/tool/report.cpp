@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,12 +27,15 @@ std::string describe(const RunResult& r) {
   const Options& o = r.options;
   std::ostringstream s;
   s << "store " << r.store;
-  if (!o.durability.empty() || o.write_map) {
-    s << " (" << o.durability << (o.durability.empty() || !o.write_map ? "" : ", ")
-      << (o.write_map ? "write_map" : "") << ")";
-  }
+  std::vector<std::string> traits;
+  if (!o.durability.empty()) traits.push_back(o.durability);
+  if (o.write_map) traits.push_back("write_map");
+  if (o.shards > 1) traits.push_back(std::to_string(o.shards) + " shards");
+  for (std::size_t i = 0; i < traits.size(); ++i) s << (i == 0 ? " (" : ", ") << traits[i];
+  if (!traits.empty()) s << ")";
   s << ", locks " << r.locks << ", " << o.procs << " proc x " << o.threads << " thread, " << o.sessions
-    << " sessions, " << o.value_bytes << "-byte values, hot " << o.hot << ", read-only " << o.read_only_share;
+    << (o.distinct ? " distinct" : "") << " sessions, " << o.value_bytes << "-byte values, hot " << o.hot
+    << ", read-only " << o.read_only_share;
   return s.str();
 }
 
@@ -92,6 +96,8 @@ nlohmann::json to_json(const RunResult& r, const std::string& sweep_param) {
       {"locks", r.locks},
       {"durability", o.durability.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.durability)},
       {"write_map", o.write_map},
+      {"shards", o.shards},
+      {"distinct", o.distinct},
       {"procs", o.procs},
       {"threads", o.threads},
       {"sessions", o.sessions},

@@ -75,6 +75,7 @@ nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* bas
   if (store == "file") s["path"] = (work / "sessions").string();
   if (!o.durability.empty()) s["durability"] = o.durability;
   if (o.write_map) s["write_map"] = true;
+  if (o.shards > 1) s["shards"] = o.shards;
   nlohmann::json l = {{"type", locks}, {"slots", o.slots}};
   if (locks == "shm")
     l["name"] = "sessionkit-bench-" + std::to_string(getpid()) + "-" + work.filename().string();
@@ -332,6 +333,7 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
     RawLmdbFlags flags;
     flags.durability = config.store.section->value("durability", "durable");
     flags.write_map = config.store.section->value("write_map", false);
+    flags.shards = config.store.section->value("shards", 1u);
     const fs::path path = work.path() / "raw-baseline.mdb";
     populate_raw_lmdb(path, flags, ids, record);
     WorkerFactory make = [&]() { return make_raw_lmdb_worker(path, flags, ids); };

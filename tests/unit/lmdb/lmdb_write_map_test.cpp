@@ -25,6 +25,7 @@
 #include "sessionkit/session.hpp"
 #include "sessionkit/session_manager.hpp"
 #include "tests/support/test_support.hpp"
+#include "tests/unit/lmdb/lmdb_test_support.hpp"
 
 namespace sessionkit {
 namespace {
@@ -33,7 +34,7 @@ using namespace std::chrono_literals;
 using sessionkit::testing::TempDir;
 using TimePoint = Store::TimePoint;
 
-const TimePoint kT0 = TimePoint(std::chrono::milliseconds(1'700'000'000'000));
+const TimePoint kT0 = sessionkit::testing::kLmdbT0;
 
 LmdbStoreOptions write_map_options(const std::filesystem::path& path) {
   LmdbStoreOptions o;
@@ -208,36 +209,7 @@ TEST(LmdbWriteMap, SessionsCountExactlyAcrossProcesses) {
                                 {"map_size_mb", 1}}},
                               {"locks", {{"type", "shm"}, {"name", shm}, {"wait_ms", 30000}}}};
   SessionManager m(Config::from_json(doc));
-  std::string cookie;
-  {
-    Session s = m.open("");
-    s.data()["n"] = 0;
-    s.save();
-    const std::optional<std::string> set = m.set_cookie(s);
-    ASSERT_TRUE(set.has_value());
-    cookie = set->substr(0, set->find(';'));
-  }
-  constexpr int kProcs = 4;
-  constexpr int kIncrements = 300;
-  std::vector<pid_t> pids;
-  for (int p = 0; p < kProcs; ++p) {
-    pids.push_back(sessionkit::testing::fork_child([&] {
-      m.after_fork();
-      for (int i = 0; i < kIncrements; ++i) {
-        Session s = m.open(cookie);
-        if (s.is_new()) return 3;
-        s.data()["n"] = s.data()["n"].get<int>() + 1;
-        s.data()["pad"] = std::string(static_cast<std::size_t>(i) * 10, 'p');  // grows the map
-        s.save();
-      }
-      return 0;
-    }));
-  }
-  for (pid_t pid : pids) EXPECT_EQ(sessionkit::testing::wait_child(pid), 0);
-  Session s = m.open(cookie);
-  EXPECT_FALSE(s.is_new());
-  EXPECT_EQ(s.data().value("n", -1), kProcs * kIncrements);
-  s.unlock();
+  sessionkit::testing::expect_processes_count_exactly(m, 1, 4, 300, /*growing_pad=*/true);
   shm_unlink(("/sessionkit-" + shm).c_str());
 }
 
