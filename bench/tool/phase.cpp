@@ -40,17 +40,18 @@ class SharedBlock {
   std::atomic<std::uint64_t>* acked_;
 };
 
-// With --distinct, worker w of W uses the sessions w, w + W, w + 2W, ...
-// (its hot set is the first kHotSessions of them); otherwise every worker
-// draws from all sessions.
+// With --distinct, worker w of W uses its own contiguous block of sessions
+// (its hot set is the first kHotSessions of them): contiguous, so that the
+// acknowledgement counters of two workers do not share cache lines, which
+// would cost every operation a cache-line transfer between processes.
+// Otherwise every worker draws from all sessions.
 void thread_loop(const Options& o, ProcessWorker& worker, SharedBlock& block, std::uint64_t seed,
                  std::optional<std::uint64_t> op_quota, std::uint64_t worker_index, std::uint64_t workers) {
   SharedCounters& c = block.counters();
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  const std::uint64_t stride = o.distinct ? workers : 1;
-  const std::uint64_t offset = o.distinct ? worker_index : 0;
-  const std::uint64_t own = (o.sessions - offset + stride - 1) / stride;  // sessions this worker may use
+  const std::uint64_t own = o.distinct ? o.sessions / workers : o.sessions;  // sessions this worker may use
+  const std::uint64_t offset = o.distinct ? worker_index * own : 0;
   const std::uint64_t hot_set = std::min(kHotSessions, own);
   Histogram latency;
   std::uint64_t done = 0;
@@ -58,7 +59,7 @@ void thread_loop(const Options& o, ProcessWorker& worker, SharedBlock& block, st
   while (c.go.load(std::memory_order_acquire) == 0) std::this_thread::yield();
   while (c.stop.load(std::memory_order_relaxed) == 0 && (!op_quota || done < *op_quota)) {
     const bool hot = o.hot > 0 && unit(rng) < o.hot;
-    const std::uint64_t index = offset + stride * (hot ? rng() % hot_set : rng() % own);
+    const std::uint64_t index = offset + (hot ? rng() % hot_set : rng() % own);
     const bool read_only = o.read_only_share > 0 && unit(rng) < o.read_only_share;
     const auto start = std::chrono::steady_clock::now();
     if (worker.op(index, read_only, c)) block.acked()[index].fetch_add(1, std::memory_order_relaxed);
