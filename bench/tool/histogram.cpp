@@ -50,4 +50,8 @@ Histogram Histogram::from_shared(const std::atomic<std::uint64_t>* shared) {
   return h;
 }
 
+void Histogram::add(const Histogram& other) {
+  for (int b = 0; b < kBuckets; ++b) counts_[b] += other.counts_[b];
+}
+
 }  // namespace sessionkit::bench

@@ -22,6 +22,8 @@ class Histogram {
   // Adds this histogram into `shared` (kBuckets counters) atomically.
   void merge_into(std::atomic<std::uint64_t>* shared) const;
   static Histogram from_shared(const std::atomic<std::uint64_t>* shared);
+  // Adds `other`'s samples to this one.
+  void add(const Histogram& other);
 
  private:
   static int bucket_of(std::uint64_t ns);

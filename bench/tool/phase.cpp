@@ -105,6 +105,20 @@ void run_process(const Options& o, const WorkerFactory& make_worker, SharedBlock
 
 }  // namespace
 
+void accumulate(PhaseResult& total, const PhaseResult& slice) {
+  total.seconds += slice.seconds;
+  total.ops += slice.ops;
+  total.errors += slice.errors;
+  total.timeouts += slice.timeouts;
+  total.lock_waits += slice.lock_waits;
+  total.lock_timeouts += slice.lock_timeouts;
+  total.owner_deaths += slice.owner_deaths;
+  total.latency.add(slice.latency);
+  total.acked.resize(std::max(total.acked.size(), slice.acked.size()));
+  for (std::size_t i = 0; i < slice.acked.size(); ++i) total.acked[i] += slice.acked[i];
+  total.interrupted = total.interrupted || slice.interrupted;
+}
+
 PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool fork_processes,
                       const char* label, volatile std::sig_atomic_t* interrupted) {
   SharedBlock block(o.sessions);

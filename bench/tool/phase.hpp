@@ -59,6 +59,9 @@ struct PhaseResult {
   double ops_per_sec() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
 };
 
+// Adds a slice of a phase (run_phase) to the phase's total.
+void accumulate(PhaseResult& total, const PhaseResult& slice);
+
 // `fork_processes` false runs o.threads threads in this process (o.procs must
 // be 1). `label` names the phase on the progress line.
 PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool fork_processes,

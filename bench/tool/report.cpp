@@ -70,7 +70,9 @@ void print_table(std::FILE* out, const std::vector<RunResult>& runs, const std::
                  static_cast<unsigned long long>(r.lost_updates),
                  static_cast<unsigned long long>(r.extra_updates), static_cast<long long>(r.store_records),
                  static_cast<long long>(r.store_bytes));
-    if (r.interrupted) std::fprintf(out, "  (interrupted: partial run, baselines skipped)\n");
+    if (r.interrupted) {
+      std::fprintf(out, "  (interrupted: partial run; baselines shown only where they ran)\n");
+    }
     return;
   }
   std::fprintf(out, "sessionkit-bench: %s; sweeping %s\n", describe(runs.front()).c_str(),

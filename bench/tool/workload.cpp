@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <stdexcept>
@@ -262,12 +263,75 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   }
   const std::string record = *setup.store().load(ids.front());
 
-  // The session cycle.
+  // The session cycle and its baselines, with the same processes, threads and
+  // operation mix. They run in turn, in slices of about a second, so that a
+  // machine whose speed drifts during the run (virtual machines do, by a
+  // third and more) slows them alike and the ratios between them hold.
   WorkerFactory cycle = [&]() -> std::unique_ptr<ProcessWorker> {
     if (cross_process) return std::make_unique<OwningCycleWorker>(config, cookies);
     return std::make_unique<CycleWorker>(setup, cookies);
   };
-  PhaseResult p = run_phase(o, cycle, cross_process, "session cycle", interrupted);
+  struct Baseline {
+    const char* label;
+    WorkerFactory make;
+    PhaseResult total;
+  };
+  std::vector<Baseline> baselines;
+  std::shared_ptr<Store> raw_store;
+  std::shared_ptr<LockManager> raw_locks;
+  const nlohmann::json store_section = baseline_section(*config.store.section, work.path());
+  const nlohmann::json lock_section = baseline_section(*config.locks.section, work.path());
+#if SESSIONKIT_HAVE_LMDB
+  RawLmdbFlags lmdb_flags;
+  const fs::path lmdb_path = work.path() / "raw-baseline.mdb";
+#endif
+  if (o.baselines) {
+    raw_store = Registry::global().store(config.store.type).create(store_section, base_dir);
+    for (const std::string& id : ids) {
+      raw_store->save(id, record, std::chrono::system_clock::now() + std::chrono::hours(24));
+    }
+    baselines.push_back({"raw store",
+                         [&]() -> std::unique_ptr<ProcessWorker> {
+                           if (!cross_process) return std::make_unique<RawStoreWorker>(raw_store, ids);
+                           return std::make_unique<RawStoreWorker>(
+                               Registry::global().store(config.store.type).create(store_section, base_dir),
+                               ids);
+                         },
+                         PhaseResult{}});
+    if (config.locks.type != "none") {
+      raw_locks = Registry::global().lock_manager(config.locks.type).create(lock_section, base_dir);
+      baselines.push_back(
+          {"raw locks",
+           [&]() -> std::unique_ptr<ProcessWorker> {
+             if (!cross_process) return std::make_unique<RawLockWorker>(raw_locks, ids);
+             return std::make_unique<RawLockWorker>(
+                 Registry::global().lock_manager(config.locks.type).create(lock_section, base_dir), ids);
+           },
+           PhaseResult{}});
+    }
+#if SESSIONKIT_HAVE_LMDB
+    if (config.store.type == "lmdb") {
+      lmdb_flags.durability = config.store.section->value("durability", "durable");
+      lmdb_flags.write_map = config.store.section->value("write_map", false);
+      lmdb_flags.shards = config.store.section->value("shards", 1u);
+      populate_raw_lmdb(lmdb_path, lmdb_flags, ids, record);
+      baselines.push_back(
+          {"raw lmdb", [&]() { return make_raw_lmdb_worker(lmdb_path, lmdb_flags, ids); }, PhaseResult{}});
+    }
+#endif
+  }
+
+  const int rounds = o.ops ? 1 : std::clamp(static_cast<int>(o.seconds), 1, 5);
+  Options slice = o;
+  slice.seconds = o.seconds / rounds;
+  PhaseResult p;
+  for (int round = 0; round < rounds && *interrupted == 0; ++round) {
+    accumulate(p, run_phase(slice, cycle, cross_process, "session cycle", interrupted));
+    for (Baseline& b : baselines) {
+      if (*interrupted != 0) break;
+      accumulate(b.total, run_phase(slice, b.make, cross_process, b.label, interrupted));
+    }
+  }
   r.seconds = p.seconds;
   r.ops = p.ops;
   r.ops_per_sec = p.ops_per_sec();
@@ -278,9 +342,10 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   r.lock_timeouts = p.lock_timeouts;
   r.lock_waits = p.lock_waits;
   r.owner_deaths = p.owner_deaths;
-  r.interrupted = p.interrupted;
+  r.interrupted = p.interrupted || *interrupted != 0;
 
   // Verification: every counter equals the updates acknowledged for it.
+  p.acked.resize(o.sessions);
   for (std::uint64_t i = 0; i < o.sessions; ++i) {
     r.acknowledged += p.acked[i];
     Session s = setup.open(cookies[i]);
@@ -296,55 +361,25 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   StoreInfo info = setup.store().info();
   r.store_records = info.records;
   r.store_bytes = info.bytes;
-  if (!o.baselines || r.interrupted) return r;
 
-  // Baselines, with the same processes, threads and operation mix.
-  {
-    std::shared_ptr<Store> raw = Registry::global()
-                                     .store(config.store.type)
-                                     .create(baseline_section(*config.store.section, work.path()), base_dir);
-    for (const std::string& id : ids)
-      raw->save(id, record, std::chrono::system_clock::now() + std::chrono::hours(24));
-    const nlohmann::json section = baseline_section(*config.store.section, work.path());
-    WorkerFactory make = [&]() -> std::unique_ptr<ProcessWorker> {
-      if (!cross_process) return std::make_unique<RawStoreWorker>(raw, ids);
-      return std::make_unique<RawStoreWorker>(
-          Registry::global().store(config.store.type).create(section, base_dir), ids);
-    };
-    PhaseResult b = run_phase(o, make, cross_process, "raw store", interrupted);
-    r.raw_store_ops_per_sec = b.ops_per_sec();
+  // Baselines that ran (an interrupted run may have cut them short).
+  for (const Baseline& b : baselines) {
+    if (b.total.ops == 0) continue;
+    const std::string label = b.label;
+    if (label == "raw store") r.raw_store_ops_per_sec = b.total.ops_per_sec();
+    if (label == "raw locks") r.raw_lock_ops_per_sec = b.total.ops_per_sec();
+    if (label == "raw lmdb") {
+      r.baseline_name = "raw LMDB get+put";
+      r.baseline_ops_per_sec = b.total.ops_per_sec();
+    }
   }
-  if (*interrupted != 0) return r;
-  if (config.locks.type != "none") {
-    const nlohmann::json section = baseline_section(*config.locks.section, work.path());
-    std::shared_ptr<LockManager> raw =
-        Registry::global().lock_manager(config.locks.type).create(section, base_dir);
-    WorkerFactory make = [&]() -> std::unique_ptr<ProcessWorker> {
-      if (!cross_process) return std::make_unique<RawLockWorker>(raw, ids);
-      return std::make_unique<RawLockWorker>(
-          Registry::global().lock_manager(config.locks.type).create(section, base_dir), ids);
-    };
-    PhaseResult b = run_phase(o, make, cross_process, "raw locks", interrupted);
-    r.raw_lock_ops_per_sec = b.ops_per_sec();
+  const bool lmdb_baseline = std::any_of(baselines.begin(), baselines.end(), [](const Baseline& b) {
+    return std::string(b.label) == "raw lmdb";
+  });
+  if (!lmdb_baseline && r.raw_store_ops_per_sec) {
+    r.baseline_name = "raw store load+save";
+    r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
   }
-  if (*interrupted != 0) return r;
-#if SESSIONKIT_HAVE_LMDB
-  if (config.store.type == "lmdb") {
-    RawLmdbFlags flags;
-    flags.durability = config.store.section->value("durability", "durable");
-    flags.write_map = config.store.section->value("write_map", false);
-    flags.shards = config.store.section->value("shards", 1u);
-    const fs::path path = work.path() / "raw-baseline.mdb";
-    populate_raw_lmdb(path, flags, ids, record);
-    WorkerFactory make = [&]() { return make_raw_lmdb_worker(path, flags, ids); };
-    PhaseResult b = run_phase(o, make, cross_process, "raw lmdb", interrupted);
-    r.baseline_name = "raw LMDB get+put";
-    r.baseline_ops_per_sec = b.ops_per_sec();
-    return r;
-  }
-#endif
-  r.baseline_name = "raw store load+save";
-  r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
   return r;
 }
 
