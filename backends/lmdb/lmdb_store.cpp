@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,23 +84,41 @@ std::uint64_t round_to_page(std::uint64_t bytes) {
   return (bytes + page - 1) / page * page;
 }
 
-// flock(2) on a descriptor for a scope (nothing when fd is -1). The kernel
-// drops it if the process dies.
-class FlockGuard {
+// An fcntl write lock on byte 0 of the data file, through `fd`, for a scope
+// (nothing when fd is -1): it serialises the write_map opens and map changes
+// of all processes (see LmdbStore::map_fd_). Process-associated on purpose,
+// not flock(2) or an OFD lock: a forked child does not inherit it, and it goes
+// when its process dies, whatever children that process left. (Closing any
+// descriptor of the file drops it early; LMDB keeps its own descriptor open
+// for the environment's lifetime, and this process closes none while it
+// holds the lock except on the way out of a failed open.)
+class SizeLock {
  public:
-  FlockGuard(int fd, const std::string& path) : fd_(fd) {
+  SizeLock(int fd, const std::string& path) : fd_(fd) {
     if (fd_ < 0) return;
-    while (::flock(fd_, LOCK_EX) != 0) {
-      if (errno != EINTR) fail(errno, "flock", path);
+    struct flock l = first_byte(F_WRLCK);
+    while (::fcntl(fd_, F_SETLKW, &l) != 0) {
+      if (errno != EINTR) fail(errno, "lock", path);
     }
   }
-  ~FlockGuard() {
-    if (fd_ >= 0) ::flock(fd_, LOCK_UN);
+  ~SizeLock() {
+    if (fd_ < 0) return;
+    struct flock l = first_byte(F_UNLCK);
+    ::fcntl(fd_, F_SETLK, &l);
   }
-  FlockGuard(const FlockGuard&) = delete;
-  FlockGuard& operator=(const FlockGuard&) = delete;
+  SizeLock(const SizeLock&) = delete;
+  SizeLock& operator=(const SizeLock&) = delete;
 
  private:
+  static struct flock first_byte(short type) {
+    struct flock l {};
+    l.l_type = type;
+    l.l_whence = SEEK_SET;
+    l.l_start = 0;
+    l.l_len = 1;
+    return l;
+  }
+
   int fd_;
 };
 
@@ -215,6 +232,9 @@ LmdbStore::LmdbStore(LmdbStoreOptions options)
     throw Error(errc::invalid_argument, "LmdbStore: max_map_size_bytes too large for this platform");
   }
   if (options_.max_readers == 0) throw Error(errc::invalid_argument, "LmdbStore: max_readers must be >= 1");
+  if (options_.write_map && options_.durability != LmdbDurability::nosync) {
+    throw Error(errc::invalid_argument, "LmdbStore: write_map needs durability nosync");
+  }
   options_.map_size_bytes = round_to_page(options_.map_size_bytes);
   options_.max_map_size_bytes = round_to_page(options_.max_map_size_bytes);
 
@@ -257,93 +277,103 @@ void LmdbStore::open_env() {
   MDB_env* env = nullptr;
   int rc = mdb_env_create(&env);
   if (rc != 0) fail(rc, "env_create", path_);
+  // write_map: this process's own descriptor of the data file, the size lock
+  // taken through it, and the file's size before this open. An empty file is
+  // what LMDB takes for a new environment, so creating it here changes nothing.
   int map_fd = -1;
+  std::optional<SizeLock> sizing;
+  std::uint64_t size_before = 0;
+  // On failure: LMDB has set the file's size to this open's map size, which
+  // no block reservation may back; while the lock is held no other process
+  // maps past size_before, so the file goes back to it. Then the environment
+  // closes (closing its descriptor would drop the lock, which is why the
+  // truncate comes first), and the lock and descriptor go.
+  auto cleanup = [&]() noexcept {
+    if (map_fd >= 0 && sizing) (void)!::ftruncate(map_fd, static_cast<off_t>(size_before));
+    mdb_env_close(env);
+    sizing.reset();
+    if (map_fd >= 0) ::close(map_fd);
+  };
+  MDB_dbi records = 0;
+  MDB_dbi expiry = 0;
+  try {
+    std::uint64_t map_size = options_.map_size_bytes;
+    if (options_.write_map) {
+      map_fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (map_fd < 0) fail(errno, "open", path_);
+      sizing.emplace(map_fd, path_);
+      size_before = file_size(map_fd, path_);
+      map_size = std::max(map_size, size_before);
+    }
+    if ((rc = mdb_env_set_maxdbs(env, 2)) != 0) fail(rc, "set_maxdbs", path_);
+    if ((rc = mdb_env_set_maxreaders(env, options_.max_readers)) != 0) fail(rc, "set_maxreaders", path_);
+    if ((rc = mdb_env_set_mapsize(env, map_size)) != 0) fail(rc, "set_mapsize", path_);
+    // MDB_NOTLS: reader slots belong to transactions, not threads, so any thread
+    // may run reads and the slot is freed when the transaction ends.
+    unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
+    if (options_.durability == LmdbDurability::nometasync) flags |= MDB_NOMETASYNC;
+    if (options_.durability == LmdbDurability::nosync) flags |= MDB_NOSYNC;
+    if (options_.write_map) flags |= MDB_WRITEMAP;
+    if ((rc = mdb_env_open(env, path_.c_str(), flags, 0600)) != 0) fail(rc, "open", path_);
+    if (options_.write_map) {
+      // Before anything is written through the map (LMDB wrote a new file's
+      // meta pages with write(), not through it).
+      MDB_envinfo mapped{};
+      mdb_env_info(env, &mapped);
+      preallocate(map_fd, mapped.me_mapsize, path_);
+    }
+    // Readers left behind by processes that died inside a read transaction hold
+    // slots and pin old pages; clear them now rather than when the table fills.
+    int dead = 0;
+    if ((rc = mdb_reader_check(env, &dead)) != 0) fail(rc, "reader_check", path_);
+    if (dead > 0) stale_readers_.fetch_add(static_cast<std::uint64_t>(dead), std::memory_order_relaxed);
+
+    // Both databases, created on first use. A read transaction first, so that
+    // processes starting up do not queue for the writer lock once they exist.
+    // MDB_MAP_RESIZED here means another process grew the map after we read
+    // its size: adopt the new size (no transaction of ours is active) and
+    // retry. (With write_map it cannot happen: under the size lock no map is
+    // larger than the file, and ours is not smaller.)
+    for (int attempt = 0;; ++attempt) {
+      MDB_txn* txn = nullptr;
+      rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+      if (rc == 0) {
+        rc = mdb_dbi_open(txn, "records", 0, &records);
+        if (rc == 0) rc = mdb_dbi_open(txn, "expiry", 0, &expiry);
+        if (rc == 0) {
+          rc = mdb_txn_commit(txn);  // a read-only commit keeps the dbi handles
+        } else {
+          mdb_txn_abort(txn);
+        }
+      }
+      if (rc == MDB_NOTFOUND) {
+        rc = mdb_txn_begin(env, nullptr, 0, &txn);
+        if (rc == 0) {
+          rc = mdb_dbi_open(txn, "records", MDB_CREATE, &records);
+          if (rc == 0) rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &expiry);
+          if (rc == 0) {
+            rc = mdb_txn_commit(txn);
+          } else {
+            mdb_txn_abort(txn);
+          }
+        }
+      }
+      if (rc == 0) break;
+      if (rc != MDB_MAP_RESIZED || attempt >= kMaxAttempts || options_.write_map) {
+        fail(rc, "open databases in", path_);
+      }
+      if ((rc = mdb_env_set_mapsize(env, 0)) != 0) fail(rc, "set_mapsize", path_);
+    }
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  sizing.reset();
   auto close_and_fail = [&](int err, std::string_view what) {
     mdb_env_close(env);
     if (map_fd >= 0) ::close(map_fd);
     fail(err, what, path_);
   };
-  // write_map: opens and map changes take the data file's flock, and the map
-  // is never set below the file's size (see map_fd_). An empty file is what
-  // LMDB takes for a new environment, so creating it here changes nothing.
-  std::optional<FlockGuard> sizing;
-  std::uint64_t map_size = options_.map_size_bytes;
-  if (options_.write_map) {
-    map_fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (map_fd < 0) close_and_fail(errno, "open");
-    try {
-      sizing.emplace(map_fd, path_);
-      map_size = std::max(map_size, file_size(map_fd, path_));
-    } catch (...) {
-      mdb_env_close(env);
-      ::close(map_fd);
-      throw;
-    }
-  }
-  if ((rc = mdb_env_set_maxdbs(env, 2)) != 0) close_and_fail(rc, "set_maxdbs");
-  if ((rc = mdb_env_set_maxreaders(env, options_.max_readers)) != 0) close_and_fail(rc, "set_maxreaders");
-  if ((rc = mdb_env_set_mapsize(env, map_size)) != 0) close_and_fail(rc, "set_mapsize");
-  // MDB_NOTLS: reader slots belong to transactions, not threads, so any thread
-  // may run reads and the slot is freed when the transaction ends.
-  unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
-  if (options_.durability == LmdbDurability::nometasync) flags |= MDB_NOMETASYNC;
-  if (options_.durability == LmdbDurability::nosync) flags |= MDB_NOSYNC;
-  if (options_.write_map) flags |= MDB_WRITEMAP;
-  if ((rc = mdb_env_open(env, path_.c_str(), flags, 0600)) != 0) close_and_fail(rc, "open");
-  // Readers left behind by processes that died inside a read transaction hold
-  // slots and pin old pages; clear them now rather than when the table fills.
-  int dead = 0;
-  if ((rc = mdb_reader_check(env, &dead)) != 0) close_and_fail(rc, "reader_check");
-  if (dead > 0) stale_readers_.fetch_add(static_cast<std::uint64_t>(dead), std::memory_order_relaxed);
-
-  // Both databases, created on first use. A read transaction first, so that
-  // processes starting up do not queue for the writer lock once they exist.
-  // MDB_MAP_RESIZED here means another process grew the map after we read
-  // its size: adopt the new size (no transaction of ours is active) and retry.
-  MDB_dbi records = 0;
-  MDB_dbi expiry = 0;
-  for (int attempt = 0;; ++attempt) {
-    MDB_txn* txn = nullptr;
-    rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
-    if (rc == 0) {
-      rc = mdb_dbi_open(txn, "records", 0, &records);
-      if (rc == 0) rc = mdb_dbi_open(txn, "expiry", 0, &expiry);
-      if (rc == 0) {
-        rc = mdb_txn_commit(txn);  // a read-only commit keeps the dbi handles
-      } else {
-        mdb_txn_abort(txn);
-      }
-    }
-    if (rc == MDB_NOTFOUND) {
-      rc = mdb_txn_begin(env, nullptr, 0, &txn);
-      if (rc == 0) {
-        rc = mdb_dbi_open(txn, "records", MDB_CREATE, &records);
-        if (rc == 0) rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &expiry);
-        if (rc == 0) {
-          rc = mdb_txn_commit(txn);
-        } else {
-          mdb_txn_abort(txn);
-        }
-      }
-    }
-    if (rc == 0) break;
-    if (rc != MDB_MAP_RESIZED || attempt >= kMaxAttempts) close_and_fail(rc, "open databases in");
-    struct stat now {};
-    const std::size_t adopt =
-        map_fd >= 0 && ::fstat(map_fd, &now) == 0 ? static_cast<std::size_t>(now.st_size) : 0;
-    if ((rc = mdb_env_set_mapsize(env, adopt)) != 0) close_and_fail(rc, "set_mapsize");
-  }
-  if (options_.write_map) {
-    MDB_envinfo mapped{};
-    mdb_env_info(env, &mapped);
-    try {
-      preallocate(map_fd, mapped.me_mapsize, path_);
-    } catch (...) {
-      mdb_env_close(env);
-      ::close(map_fd);
-      throw;
-    }
-  }
 
   int maxkey = mdb_env_get_maxkeysize(env);
   MDB_envinfo info{};
@@ -383,9 +413,9 @@ void LmdbStore::after_fork() {
     abandoned().push_back(resize_mu_);
   }
   env_ = nullptr;
-  // The inherited descriptor shares its open file description, and so its
-  // flock, with the parent's: the child needs its own. (LMDB holds no fcntl
-  // locks on the data file, so closing this descriptor drops none.)
+  // The inherited descriptor is the parent's open file description; the child
+  // opens its own. Closing it drops no lock: the child inherited none of the
+  // parent's fcntl locks, and LMDB takes none on the data file.
   if (map_fd_ >= 0) ::close(map_fd_);
   map_fd_ = -1;
   resize_mu_ = new std::shared_mutex;
@@ -444,11 +474,13 @@ bool LmdbStore::grow_map(std::uint64_t seen_map_size, WriteKind kind) {
   std::unique_lock lock(*resize_mu_);
   const std::uint64_t current = map_size_.load();
   if (current > seen_map_size) return true;  // another thread grew it meanwhile
-  FlockGuard across_processes(map_fd_, path_);
+  SizeLock across_processes(map_fd_, path_);
   if (map_fd_ >= 0) {
-    // Another process grew the file (and its map) already: take its size.
+    // The file is larger than our map: another process grew it, or an open
+    // that failed left it longer than its reserved blocks. Reserve, then map.
     const std::uint64_t on_disk = file_size(map_fd_, path_);
     if (on_disk > current) {
+      preallocate(map_fd_, on_disk, path_);
       set_map_size_locked(on_disk);
       return true;
     }
@@ -468,8 +500,14 @@ void LmdbStore::adopt_map_size() const {
   // in the meta page; with write_map the file's size, which every process
   // extends before it maps more, is at least that.
   std::unique_lock lock(*resize_mu_);
-  FlockGuard across_processes(map_fd_, path_);
-  set_map_size_locked(map_fd_ >= 0 ? std::max(map_size_.load(), file_size(map_fd_, path_)) : 0);
+  SizeLock across_processes(map_fd_, path_);
+  if (map_fd_ < 0) {
+    set_map_size_locked(0);
+    return;
+  }
+  const std::uint64_t size = std::max(map_size_.load(), file_size(map_fd_, path_));
+  preallocate(map_fd_, size, path_);
+  set_map_size_locked(size);
 }
 
 void LmdbStore::set_map_size_locked(std::uint64_t bytes) const {
@@ -932,6 +970,11 @@ LmdbSection parse_lmdb_section(const nlohmann::json& section, const std::filesys
   o.max_map_size_bytes = max_mb << 20;
   o.max_readers = static_cast<unsigned>(r.uint("max_readers", 510, 1, 65536));
   o.write_map = r.boolean("write_map", false);
+  if (o.write_map && o.durability != LmdbDurability::nosync) {
+    r.fail("write_map",
+           "needs \"durability\": \"nosync\" (with sync commits LMDB msyncs the whole map at every "
+           "commit, about ten times slower than without write_map)");
+  }
   const auto shards = static_cast<unsigned>(r.uint("shards", 1, 1, LmdbShardedStore::kMaxShards));
   r.finish();
   return {std::move(o), shards};
@@ -948,7 +991,10 @@ void register_lmdb_store(Registry& registry) {
   t.create = [](const nlohmann::json& section,
                 const std::filesystem::path& base_dir) -> std::unique_ptr<Store> {
     LmdbSection c = parse_lmdb_section(section, base_dir);
-    if (c.shards == 1) return std::make_unique<LmdbStore>(std::move(c.options));
+    if (c.shards == 1) {
+      LmdbShardedStore::check_shard_layout(c.options.path, 1);
+      return std::make_unique<LmdbStore>(std::move(c.options));
+    }
     return std::make_unique<LmdbShardedStore>(c.options, c.shards);
   };
   registry.add_store("lmdb", std::move(t));

@@ -95,16 +95,18 @@ struct LmdbStoreOptions {
   // JSON: "max_readers", default 510.
   unsigned max_readers = 510;
   // MDB_WRITEMAP: write transactions change the file through a writable shared
-  // map instead of write() calls, so a commit makes no system call under
-  // `nosync` (several times faster on filesystems whose write() is costly) and
-  // one msync under the other modes. Crash semantics stay those of
-  // `durability`. The price: a wild pointer write anywhere in the process can
-  // now reach the database, and the file takes its whole map size on disk at
-  // once (preallocated with fallocate(2), so a full disk is a clear
+  // map instead of write() calls, so a `nosync` commit makes no system call
+  // (several times faster on filesystems whose write() is costly). Only with
+  // `nosync`: with sync commits LMDB msyncs the whole map at every commit,
+  // which measured ten times slower than without write_map; the constructor
+  // refuses the combination. The price: a wild pointer write anywhere in the
+  // process can now reach the database, and the file takes its whole map size
+  // on disk at once (reserved with fallocate(2), so a full disk is a clear
   // resource_exhausted at open or growth rather than SIGBUS at a write; on a
-  // filesystem without fallocate the file is sparse and that guarantee is
-  // lost). Every process that opens one file must agree on this setting
-  // (lmdb.h: do not mix processes with and without MDB_WRITEMAP).
+  // filesystem without fallocate, or a copy-on-write one, that guarantee is
+  // lost). Opens and map growth take an fcntl lock on the data file's first
+  // byte for a moment. Every process that opens one file must agree on this
+  // setting (lmdb.h: do not mix processes with and without MDB_WRITEMAP).
   // JSON: "write_map", default false.
   bool write_map = false;
 };
@@ -114,7 +116,7 @@ class LmdbStore final : public Store {
   // Opens (creating if needed) the environment, runs mdb_reader_check.
   // Throws Error: io (cannot open), data_loss (not an LMDB file),
   // failed_precondition (already open in this process), invalid_argument
-  // (bad options).
+  // (bad options), resource_exhausted (write_map: the disk cannot hold the map).
   explicit LmdbStore(LmdbStoreOptions options);
   ~LmdbStore() override;
 
@@ -196,12 +198,14 @@ class LmdbStore final : public Store {
   std::size_t max_id_size_ = 0;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
-  // write_map only: this process's own descriptor of the data file, whose
-  // flock(2) serialises opens and map changes across processes. With
-  // MDB_WRITEMAP LMDB ftruncate()s the file to the map size at open and at
-  // every mdb_env_set_mapsize; a process setting a smaller size than another
-  // one maps would cut the file under it (SIGBUS there). Under the lock every
-  // size this process sets is at least the file's current size. -1 otherwise.
+  // write_map only: this process's own descriptor of the data file, through
+  // which an fcntl lock on its first byte serialises opens and map changes
+  // across processes. With MDB_WRITEMAP LMDB ftruncate()s the file to the map
+  // size at open and at every mdb_env_set_mapsize; a process setting a smaller
+  // size than another one maps would cut the file under it (SIGBUS there).
+  // Under the lock every size this process sets is at least the file's
+  // current size, and its blocks are reserved before it is mapped; an open
+  // that fails puts the file back to the size it found. -1 otherwise.
   int map_fd_ = -1;
   // Held shared by every transaction of this process, exclusive while the map
   // is resized (mdb_env_set_mapsize requires no transaction of this process to

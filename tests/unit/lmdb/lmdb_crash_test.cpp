@@ -127,6 +127,7 @@ void killed_store_writers_leave_every_record_old_or_new(bool write_map) {
   o.path = dir / "s.mdb";  // durable: commits are slow, kills often land inside one
   o.map_size_bytes = 1 << 20;
   o.write_map = write_map;
+  if (write_map) o.durability = LmdbDurability::nosync;  // write_map requires it
   LmdbStore store(o);
   const auto far = std::chrono::system_clock::now() + std::chrono::hours(1);
   for (int k = 0; k < kCounters; ++k) store.save(counter_id(k), "0", far);

@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <atomic>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -120,6 +123,129 @@ TEST(LmdbSharded, SweepsCoverEveryShardAndResumeWhereTheyStopped) {
   EXPECT_EQ(store.check_consistency(), "");
 }
 
+// "complete" speaks for the lap that just ended: records that fall due
+// after a complete sweep make the next laps incomplete until they are gone.
+TEST(LmdbSharded, CompleteIsNeverStaleAfterAFinishedLap) {
+  TempDir dir;
+  LmdbShardedStore store(shard_options(dir / "s.mdb"), 4);
+  EXPECT_TRUE(store.sweep(kT0, 10s).complete);
+  for (int i = 0; i < 400; ++i) store.save(id_of(i), "r", kT0 - 1s);
+  for (int calls = 0;; ++calls) {
+    ASSERT_LT(calls, 1000);
+    SweepResult r = store.sweep(kT0, 0ms);
+    if (r.complete) break;
+  }
+  EXPECT_EQ(store.info().records, 0);
+}
+
+// Threads sweeping at once each take the next shard in turn: a lap is never
+// counted twice over one shard. (Each trial starts a fresh store, so no lap is
+// under way when its records are saved; records saved in a shard the current
+// lap has passed wait for the next lap, docs/caveats.md.)
+TEST(LmdbSharded, SweepsFromManyThreadsReportCompleteOnlyWhenAllIsSwept) {
+  for (int trial = 0; trial < 20; ++trial) {
+    TempDir dir;
+    LmdbShardedStore store(shard_options(dir / "s.mdb"), 3);
+    for (int i = 0; i < 60; ++i) store.save(id_of(i), "r", kT0 - 1s);
+    store.save("live", "l", kT0 + 1h);
+    std::atomic<bool> done{false};
+    std::atomic<std::int64_t> left_at_complete{-1};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] {
+        while (!done.load()) {
+          if (store.sweep(kT0, 0ms).complete && !done.exchange(true)) {
+            left_at_complete.store(store.info().records);
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(left_at_complete.load(), 1) << "trial " << trial;
+  }
+}
+
+// A shard that fails does not stop the others; its error reaches the caller.
+// The failure: in a forked child, shard 1 alone is left without after_fork(),
+// so it refuses every call (failed_precondition).
+TEST(LmdbSharded, AFailingShardDoesNotStopTheOthers) {
+  TempDir dir;
+  LmdbShardedStore store(shard_options(dir / "s.mdb"), 3);
+  for (int i = 0; i < 90; ++i) store.save(id_of(i), "r", kT0 - 1s);
+  ASSERT_GT(store.shard(0).info().records, 0);
+  ASSERT_GT(store.shard(2).info().records, 0);
+  pid_t pid = sessionkit::testing::fork_child([&] {
+    store.shard(0).after_fork();
+    store.shard(2).after_fork();
+    try {
+      store.sweep(kT0, 10s);
+      return 3;
+    } catch (const Error& e) {
+      if (e.code_value() != errc::failed_precondition) return 4;
+    }
+    return store.shard(0).info().records == 0 && store.shard(2).info().records == 0 ? 0 : 5;
+  });
+  EXPECT_EQ(sessionkit::testing::wait_child(pid), 0);
+  EXPECT_GT(store.shard(1).info().records, 0);  // nobody swept shard 1
+  // Here every shard works: the lap that had the failure was not complete,
+  // the next one is.
+  SweepResult r{};
+  for (int calls = 0; calls < 10 && !r.complete; ++calls) r = store.sweep(kT0, 10s);
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(store.info().records, 0);
+}
+
+TEST(LmdbSharded, TheShardCountIsRecordedAndEnforced) {
+  TempDir dir;
+  const std::filesystem::path path = dir / "s.mdb";
+  { LmdbShardedStore store(shard_options(path), 4); }
+  std::ifstream in(dir / "s.mdb.shards");
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "sessionkit-lmdb-shards 4");
+  EXPECT_EQ(std::filesystem::status(dir / "s.mdb.shards").permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  { LmdbShardedStore again(shard_options(path), 4); }  // the same count opens
+  StoreType t = Registry::global().store("lmdb");
+  const auto message = [&](unsigned shards) {
+    try {
+      t.create(nlohmann::json{{"type", "lmdb"}, {"path", path.string()}, {"shards", shards}}, dir.path());
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code_value(), errc::bad_config) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("opened");
+  };
+  EXPECT_EQ(message(3).rfind("store.shards: " + path.string() + " holds 4 shards, not 3", 0), 0u)
+      << message(3);
+  EXPECT_EQ(message(1).rfind("store.shards: " + path.string() + " holds 4 shards, not 1", 0), 0u)
+      << message(1);
+  EXPECT_FALSE(std::filesystem::exists(path));  // the refused single-file open made nothing
+
+  // A single-file store is not silently replaced by shards either.
+  const std::filesystem::path single = dir / "one.mdb";
+  t.create(nlohmann::json{{"type", "lmdb"}, {"path", single.string()}}, dir.path())->save("a", "b", kT0 + 1h);
+  try {
+    t.create(nlohmann::json{{"type", "lmdb"}, {"path", single.string()}, {"shards", 2}}, dir.path());
+    ADD_FAILURE() << "sharded open of a single-file store";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code_value(), errc::bad_config);
+    EXPECT_NE(std::string(e.what()).find("holds a single-file store, not 2"), std::string::npos) << e.what();
+  }
+
+  // A count file that sessionkit did not write is refused, not trusted.
+  { std::ofstream(dir / "odd.mdb.shards") << "sessionkit-lmdb-shards x\n"; }
+  EXPECT_EQ(message(4).find("opened"), 0u);  // path unchanged: still fine
+  try {
+    LmdbShardedStore odd(shard_options(dir / "odd.mdb"), 2);
+    ADD_FAILURE() << "opened with a malformed count file";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code_value(), errc::bad_config);
+    EXPECT_NE(std::string(e.what()).find("is not a sessionkit shard count file"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(LmdbSharded, ForEachVisitsEveryRecordOnceAndStopsWhenAsked) {
   TempDir dir;
   LmdbShardedStore store(shard_options(dir / "s.mdb"), 5);
@@ -156,9 +282,12 @@ TEST(LmdbShardedConfig, ShardsPickTheStoreAndBadCountsAreRejected) {
   auto one = t.create(nlohmann::json{{"type", "lmdb"}, {"path", "one.mdb"}, {"shards", 1}}, dir.path());
   EXPECT_NE(dynamic_cast<LmdbStore*>(one.get()), nullptr);
   EXPECT_TRUE(std::filesystem::exists(dir / "one.mdb"));
-  auto three =
-      t.create(nlohmann::json{{"type", "lmdb"}, {"path", "three.mdb"}, {"shards", 3}, {"write_map", true}},
-               dir.path());
+  auto three = t.create(nlohmann::json{{"type", "lmdb"},
+                                       {"path", "three.mdb"},
+                                       {"shards", 3},
+                                       {"durability", "nosync"},
+                                       {"write_map", true}},
+                        dir.path());
   auto* sharded = dynamic_cast<LmdbShardedStore*>(three.get());
   ASSERT_NE(sharded, nullptr);
   EXPECT_EQ(sharded->shard_count(), 3u);

@@ -269,15 +269,108 @@ TEST_F(LmdbWriteMapFullDisk, GrowingPastTheDiskFailsTheSaveAndKeepsTheStoreWorki
   EXPECT_EQ(store.check_consistency(), "");
 }
 
+// A new store on a disk with room for LMDB's meta pages but not for the map:
+// the database-creating transaction would be the first write through the map.
+// Run in a child so that a SIGBUS shows as its exit status.
+TEST_F(LmdbWriteMapFullDisk, ANewStoreOnANearlyFullDiskIsRefusedNotKilled) {
+  {
+    // Leave about 12 KiB free on the 1 MiB tmpfs.
+    const std::filesystem::path filler = mnt_ / "filler";
+    int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    const std::string block(4096, 'x');
+    while (::write(fd, block.data(), block.size()) == static_cast<ssize_t>(block.size())) {
+    }
+    ::close(fd);
+    std::filesystem::resize_file(filler, std::filesystem::file_size(filler) - 3 * 4096);
+  }
+  const LmdbStoreOptions o = write_map_options(mnt_ / "s.mdb");
+  pid_t pid = sessionkit::testing::fork_child([&] {
+    try {
+      LmdbStore store(o);
+      return 4;  // 128 KiB cannot fit in 12
+    } catch (const Error& e) {
+      return e.code_value() == errc::resource_exhausted ? 0 : 5;
+    }
+  });
+  EXPECT_EQ(sessionkit::testing::wait_child(pid), 0);  // 135 would be SIGBUS
+  // The failed open gave back the size it set: nothing sparse is left behind.
+  EXPECT_EQ(std::filesystem::file_size(mnt_ / "s.mdb"), 0u);
+}
+
+// An open that fails for lack of space must not leave the file longer than
+// its reserved blocks: a writer that later grows its map to the file's size
+// would write into unreserved space (SIGBUS).
+TEST_F(LmdbWriteMapFullDisk, AFailedOpenLeavesNothingUnreservedForAWriter) {
+  LmdbStoreOptions o = write_map_options(mnt_ / "s.mdb");
+  o.map_size_bytes = 256 << 10;
+  int opened[2];
+  int go[2];
+  ASSERT_EQ(::pipe(opened), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t writer = sessionkit::testing::fork_child([&] {
+    ::close(opened[0]);
+    ::close(go[1]);
+    LmdbStore store(o);
+    store.save("first", "the first record", kT0 + 1h);
+    if (::write(opened[1], "o", 1) != 1) return 5;
+    char c = 0;
+    if (::read(go[0], &c, 1) != 1) return 6;
+    try {
+      for (int i = 0; i < 10000; ++i) store.save(id_of(i), std::string(2000, 'r'), kT0 + 1h);
+      return 7;  // a 1 MiB disk took 20 MB
+    } catch (const Error& e) {
+      if (e.code_value() != errc::resource_exhausted) return 8;
+    }
+    return store.load("first") == "the first record" ? 0 : 9;
+  });
+  ::close(opened[1]);
+  ::close(go[0]);
+  char c = 0;
+  ASSERT_EQ(::read(opened[0], &c, 1), 1);
+  const auto size_before = std::filesystem::file_size(mnt_ / "s.mdb");
+  pid_t opener = sessionkit::testing::fork_child([&] {
+    LmdbStoreOptions big = o;
+    big.map_size_bytes = 2 << 20;
+    try {
+      LmdbStore store(big);
+      return 4;
+    } catch (const Error& e) {
+      return e.code_value() == errc::resource_exhausted ? 0 : 5;
+    }
+  });
+  EXPECT_EQ(sessionkit::testing::wait_child(opener), 0);
+  EXPECT_EQ(std::filesystem::file_size(mnt_ / "s.mdb"), size_before);
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  EXPECT_EQ(sessionkit::testing::wait_child(writer), 0);  // 135 would be SIGBUS
+  ::close(opened[0]);
+  ::close(go[1]);
+}
+
 TEST(LmdbWriteMapConfig, ReadsTheKeyAndRejectsWrongTypes) {
   TempDir dir;
   StoreType t = Registry::global().store("lmdb");
-  auto store = t.create(nlohmann::json{{"type", "lmdb"}, {"path", "w.mdb"}, {"write_map", true}}, dir.path());
+  auto store = t.create(
+      nlohmann::json{{"type", "lmdb"}, {"path", "w.mdb"}, {"durability", "nosync"}, {"write_map", true}},
+      dir.path());
   EXPECT_TRUE(dynamic_cast<LmdbStore&>(*store).options().write_map);
   EXPECT_NE(dynamic_cast<LmdbStore&>(*store).lmdb_flags() & MDB_WRITEMAP, 0u);
   auto plain = t.create(nlohmann::json{{"type", "lmdb"}, {"path", "p.mdb"}}, dir.path());
   EXPECT_FALSE(dynamic_cast<LmdbStore&>(*plain).options().write_map);
   EXPECT_EQ(dynamic_cast<LmdbStore&>(*plain).lmdb_flags() & MDB_WRITEMAP, 0u);
+  // Sync commits msync the whole map: refused, naming the key.
+  for (const char* durability : {"durable", "nometasync"}) {
+    const Error e = error_of([&] {
+      t.validate(nlohmann::json{{"type", "lmdb"}, {"durability", durability}, {"write_map", true}},
+                 dir.path());
+    });
+    EXPECT_EQ(e.code_value(), errc::bad_config);
+    EXPECT_EQ(std::string(e.what()).rfind("store.write_map: needs \"durability\": \"nosync\"", 0), 0u)
+        << e.what();
+  }
+  LmdbStoreOptions durable = write_map_options(dir / "d.mdb");
+  durable.durability = LmdbDurability::durable;
+  EXPECT_EQ(error_of([&] { LmdbStore s(durable); }).code_value(), errc::invalid_argument);
   for (const nlohmann::json& bad : {nlohmann::json("yes"), nlohmann::json(1)}) {
     const Error e = error_of([&] {
       t.validate(nlohmann::json{{"type", "lmdb"}, {"write_map", bad}}, dir.path());
