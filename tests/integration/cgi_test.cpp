@@ -8,12 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -22,7 +20,9 @@
 #include "locks/shm_lock_manager.hpp"
 #include "sessionkit/cgi.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/httpd_fixture.hpp"
 #include "tests/support/httpd_server.hpp"
+#include "tests/support/integration_support.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace sessionkit::testing {
@@ -31,33 +31,10 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-const std::string kModules = "/usr/lib/apache2/modules/";
-
-// Copies the program next to the test's httpd: httpd's User must be able to
-// run it, wherever the build tree lives.
-fs::path install_program(const fs::path& program, const fs::path& dir) {
-  fs::create_directories(dir);
-  const auto rx = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                  fs::perms::others_read | fs::perms::others_exec;
-  fs::permissions(dir, rx);
-  const fs::path target = dir / program.filename();
-  fs::copy_file(program, target, fs::copy_options::overwrite_existing);
-  fs::permissions(target, rx);
-  return target;
-}
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (!pred()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
-
-class CgiTest : public ::testing::Test {
+class CgiTest : public HttpdFixture {
  protected:
+  CgiTest() : HttpdFixture("cgi") {}
+
   // Starts httpd (event MPM, mod_cgid) with /cgi mapped to sessionkit-cgi-demo.
   // `cgi_env`: extra SetEnv lines for the /cgi location.
   void start(const nlohmann::json& store_section = {}, int wait_ms = 5000, const std::string& locks = "shm",
@@ -69,46 +46,18 @@ class CgiTest : public ::testing::Test {
                               "\"\n  SetEnv SESSIONKIT_TEST_HOOKS 1\n" + cgi_env + "</Location>\n" +
                               "<Location /cgi/secure>\n  SetEnv HTTPS on\n</Location>\n";
     server_ = std::make_unique<HttpdServer>(
-        dir_.path(),
-        HttpdOptions{"event",
-                     "",
-                     true,
-                     {"alias_module " + kModules + "mod_alias.so", "env_module " + kModules + "mod_env.so",
-                      "cgid_module " + kModules + "mod_cgid.so"},
-                     extra,
-                     "www-data"});
-    nlohmann::json store = store_section;
-    if (store.is_null()) {
-      store = {{"type", "lmdb"},
-               {"path", (server_->data_dir() / "sessions.mdb").string()},
-               {"durability", "nosync"}};
-    }
-    const nlohmann::json config = {
-        {"store", store},
-        {"locks", locks == "shm" ? nlohmann::json{{"type", "shm"}, {"name", region_}, {"wait_ms", wait_ms}}
-                                 : nlohmann::json{{"type", locks}}},
-        {"cookie", {{"same_site", "Strict"}, {"max_age_s", 3600}}},
-        {"gc", {{"every_n_requests", 0}}},
-    };
-    std::ofstream(config_path()) << config.dump(2);
+        dir_.path(), HttpdOptions{"event",
+                                  "",
+                                  true,
+                                  {apache_module("alias"), apache_module("env"), apache_module("cgid")},
+                                  extra,
+                                  "www-data"});
+    nlohmann::json config = session_config(server_->data_dir(), region_, "lmdb", wait_ms);
+    if (!store_section.is_null()) config["store"] = store_section;
+    if (locks != "shm") config["locks"] = {{"type", locks}};
+    write_config(config);
     ASSERT_TRUE(server_->start()) << server_->error_log();
   }
-
-  void TearDown() override {
-    if (server_) {
-      server_->stop();
-      const std::string log = server_->error_log();
-      EXPECT_EQ(log.find("AddressSanitizer"), std::string::npos) << log;
-    }
-    ShmLockManager::remove(region_);
-  }
-
-  std::string config_path() const { return (dir_.path() / "sessions.json").string(); }
-  int port() const { return server_->port(); }
-
-  TempDir dir_;
-  std::string region_ = unique_name("cgi");
-  std::unique_ptr<HttpdServer> server_;
 };
 
 TEST_F(CgiTest, CookieRoundTripHelloAndBadCookies) {
@@ -119,23 +68,11 @@ TEST_F(CgiTest, CookieRoundTripHelloAndBadCookies) {
   EXPECT_EQ(hello.body, "hello");
   EXPECT_TRUE(hello.header("set-cookie").empty());
 
-  HttpResponse first = client.get("/cgi/demo");
-  ASSERT_EQ(first.status, 200) << server_->error_log();
-  EXPECT_EQ(first.body, "1");
-  EXPECT_EQ(first.header("content-type"), "text/plain");
-  const std::string set_cookie = first.header("set-cookie");
-  EXPECT_EQ(set_cookie.substr(0, 4), "sid=");
-  EXPECT_NE(set_cookie.find("; Path=/; Max-Age=3600; HttpOnly; SameSite=Strict"), std::string::npos)
-      << set_cookie;
-  EXPECT_EQ(set_cookie.find("Secure"), std::string::npos);
-  const std::string cookie = first.cookie();
+  std::string cookie;
+  ASSERT_NO_FATAL_FAILURE(expect_session_created_and_found(
+      client, "/cgi/demo", "", [&] { return server_->error_log(); }, &cookie));
 
-  HttpResponse second = client.get("/cgi/demo", cookie);
-  EXPECT_EQ(second.status, 200);
-  EXPECT_EQ(second.body, "2");
-  EXPECT_TRUE(second.header("set-cookie").empty());
-
-  const std::string forged = cookie.substr(0, cookie.size() - 1) + (cookie.back() == 'A' ? "E" : "A");
+  const std::string forged = forged_cookie(cookie);
   for (const std::string& bad : {forged, std::string("sid=../../etc/passwd"), std::string("sid=")}) {
     HttpResponse r = client.get("/cgi/demo", bad);
     EXPECT_EQ(r.status, 200);
@@ -165,19 +102,7 @@ TEST_F(CgiTest, NoLostUpdatesAcrossProcesses) {
   HttpResponse created = client.get("/cgi/demo");
   ASSERT_EQ(created.body, "1") << server_->error_log();
   const std::string cookie = created.cookie();
-  std::atomic<int> ok{0};
-  std::vector<std::thread> threads;
-  for (int c = 0; c < 8; ++c) {
-    threads.emplace_back([&] {
-      HttpClient conn(port());
-      for (int i = 0; i < kRequests; ++i) {
-        HttpResponse r = conn.get("/cgi/demo", cookie);
-        if (r.status == 200 && r.header("set-cookie").empty()) ok.fetch_add(1);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(ok.load(), 8 * kRequests) << server_->error_log();
+  EXPECT_EQ(hammer(port(), "/cgi/demo", cookie, 8, kRequests), 8 * kRequests) << server_->error_log();
   EXPECT_EQ(client.get("/cgi/demo", cookie).body, std::to_string(8 * kRequests + 2));
 }
 
@@ -326,14 +251,8 @@ CgiRun run_cgi(const fs::path& program, const std::vector<std::string>& environm
   CgiRun run;
   run.status = wait_child(pid);
   run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  std::ifstream o(out);
-  std::stringstream os;
-  os << o.rdbuf();
-  run.out = os.str();
-  std::ifstream e(err);
-  std::stringstream es;
-  es << e.rdbuf();
-  run.err = es.str();
+  run.out = read_file(out);
+  run.err = read_file(err);
   return run;
 }
 

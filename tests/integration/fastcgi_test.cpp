@@ -15,18 +15,17 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
-#include "locks/shm_lock_manager.hpp"
 #include "sessionkit/fastcgi.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/httpd_fixture.hpp"
 #include "tests/support/httpd_server.hpp"
+#include "tests/support/integration_support.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace sessionkit::testing {
@@ -34,59 +33,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-const std::string kModules = "/usr/lib/apache2/modules/";
-
-// Copies a program next to the test's httpd: httpd's User must be able to
-// run it, wherever the build tree lives.
-fs::path install_program(const fs::path& program, const fs::path& dir) {
-  fs::create_directories(dir);
-  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                           fs::perms::others_read | fs::perms::others_exec);
-  const fs::path target = dir / program.filename();
-  fs::copy_file(program, target, fs::copy_options::overwrite_existing);
-  fs::permissions(target, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                              fs::perms::others_read | fs::perms::others_exec);
-  return target;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Polls `pred` every 20 ms until it holds or `limit` passes.
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (!pred()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
-
-// The live (non-zombie) children of `parent`.
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent && state != 'Z') out.push_back(static_cast<pid_t>(std::stoi(name)));
-  }
-  return out;
-}
 
 // sessionkit-fcgi-demo as a process of its own (its own process group), as
 // www-data when the test runs as root; its stderr goes to `log`.
@@ -183,20 +129,10 @@ class FcgiWorker {
   pid_t pid_ = -1;
 };
 
-nlohmann::json session_config(const fs::path& data_dir, const std::string& region, const std::string& store,
-                              int wait_ms) {
-  nlohmann::json store_section = {{"type", store}, {"durability", "nosync"}};
-  store_section["path"] = (data_dir / (store == "lmdb" ? "sessions.mdb" : "sessions")).string();
-  return {
-      {"store", store_section},
-      {"locks", {{"type", "shm"}, {"name", region}, {"wait_ms", wait_ms}}},
-      {"cookie", {{"same_site", "Strict"}, {"max_age_s", 3600}}},
-      {"gc", {{"every_n_requests", 0}}},
-  };
-}
-
-class FastCgiTest : public ::testing::Test {
+class FastCgiTest : public HttpdFixture {
  protected:
+  FastCgiTest() : HttpdFixture("fcgi") {}
+
   // Starts httpd (event MPM) proxying /fcgi/ to a worker on a free port, then
   // the worker with `workers` processes x `threads` threads.
   void start(int workers, int threads, const std::string& store = "lmdb", int wait_ms = 5000,
@@ -205,16 +141,15 @@ class FastCgiTest : public ::testing::Test {
     const std::string proxy = "ProxyPass /fcgi/ fcgi://127.0.0.1:" + std::to_string(fcgi_port_) +
                               "/ retry=0\n" + "<Location /fcgi/secure/>\n  SetEnv HTTPS on\n</Location>\n" +
                               extra;
-    std::vector<std::string> modules = {"proxy_module " + kModules + "mod_proxy.so",
-                                        "proxy_fcgi_module " + kModules + "mod_proxy_fcgi.so",
-                                        "env_module " + kModules + "mod_env.so"};
+    std::vector<std::string> modules = {apache_module("proxy"), apache_module("proxy_fcgi"),
+                                        apache_module("env")};
     if (with_cgi_) {
-      modules.push_back("alias_module " + kModules + "mod_alias.so");
-      modules.push_back("cgid_module " + kModules + "mod_cgid.so");
+      modules.push_back(apache_module("alias"));
+      modules.push_back(apache_module("cgid"));
     }
     server_ = std::make_unique<HttpdServer>(
         dir_.path(), HttpdOptions{"event", with_cgi_ ? config_path() : "", true, modules, proxy, "www-data"});
-    std::ofstream(config_path()) << session_config(server_->data_dir(), region_, store, wait_ms).dump(2);
+    write_config(session_config(server_->data_dir(), region_, store, wait_ms));
     ASSERT_TRUE(server_->start()) << server_->error_log();
     worker_ = std::make_unique<FcgiWorker>(install_program(SESSIONKIT_TEST_FCGI_DEMO, dir_ / "bin"),
                                            dir_ / "worker.log");
@@ -237,24 +172,13 @@ class FastCgiTest : public ::testing::Test {
     if (worker_) {
       const std::string log = worker_->log();
       worker_->kill_all();
-      EXPECT_EQ(log.find("AddressSanitizer"), std::string::npos) << log;
+      expect_no_sanitizer_report(log);
     }
-    if (server_) {
-      server_->stop();
-      const std::string log = server_->error_log();
-      EXPECT_EQ(log.find("AddressSanitizer"), std::string::npos) << log;
-    }
-    ShmLockManager::remove(region_);
+    HttpdFixture::TearDown();
   }
 
-  std::string config_path() const { return (dir_.path() / "sessions.json").string(); }
-  int port() const { return server_->port(); }
-
-  TempDir dir_;
-  std::string region_ = unique_name("fcgi");
   bool with_cgi_ = false;  // also mod_cgid, and mod_sessionkit configured
   int fcgi_port_ = 0;
-  std::unique_ptr<HttpdServer> server_;
   std::unique_ptr<FcgiWorker> worker_;
 };
 
@@ -266,52 +190,15 @@ TEST_F(FastCgiTest, CookieRoundTripHelloAndBadCookies) {
   EXPECT_EQ(hello.body, "hello");
   EXPECT_TRUE(hello.header("set-cookie").empty());
 
-  HttpResponse first = client.get("/fcgi/demo");
-  ASSERT_EQ(first.status, 200) << worker_->log() << server_->error_log();
-  EXPECT_EQ(first.body, "1");
-  EXPECT_EQ(first.header("content-type"), "text/plain");
-  const std::string set_cookie = first.header("set-cookie");
-  EXPECT_EQ(set_cookie.substr(0, 4), "sid=");
-  EXPECT_NE(set_cookie.find("; Path=/; Max-Age=3600; HttpOnly; SameSite=Strict"), std::string::npos)
-      << set_cookie;
-  EXPECT_EQ(set_cookie.find("Secure"), std::string::npos);  // plain HTTP, "secure": "auto"
-  const std::string cookie = first.cookie();
-
-  HttpResponse second = client.get("/fcgi/demo?x=1", cookie);
-  EXPECT_EQ(second.status, 200);
-  EXPECT_EQ(second.body, "2");
-  EXPECT_TRUE(second.header("set-cookie").empty());
-
-  const std::string forged = cookie.substr(0, cookie.size() - 1) + (cookie.back() == 'A' ? "E" : "A");
-  for (const std::string& bad : {forged, std::string("sid=../../etc/passwd"),
-                                 std::string("sid=") + std::string(43, 'A'), std::string("sid=")}) {
-    HttpResponse r = client.get("/fcgi/demo", bad);
-    EXPECT_EQ(r.status, 200);
-    EXPECT_EQ(r.body, "1") << bad;
-    EXPECT_FALSE(r.cookie().empty());
-    EXPECT_NE(r.cookie(), cookie);
-  }
-  EXPECT_EQ(client.get("/fcgi/demo", cookie).body, "3");  // the real session was untouched
+  std::string cookie;
+  ASSERT_NO_FATAL_FAILURE(expect_session_created_and_found(
+      client, "/fcgi/demo", "?x=1", [&] { return worker_->log() + server_->error_log(); }, &cookie));
+  expect_bad_cookies_start_new_sessions(client, "/fcgi/demo", cookie);
 
   // HTTPS=on among the FastCGI params (SetEnv here; mod_ssl in production): Secure.
   HttpResponse secure = client.get("/fcgi/secure/demo");
   EXPECT_EQ(secure.body, "1");
   EXPECT_NE(secure.header("set-cookie").find("; Secure"), std::string::npos) << secure.header("set-cookie");
-}
-
-void hammer(int port, const std::string& target, const std::string& cookie, int connections, int requests,
-            std::atomic<int>& ok) {
-  std::vector<std::thread> threads;
-  for (int c = 0; c < connections; ++c) {
-    threads.emplace_back([&, port] {
-      HttpClient client(port);
-      for (int i = 0; i < requests; ++i) {
-        HttpResponse r = client.get(target, cookie);
-        if (r.status == 200 && r.header("set-cookie").empty()) ok.fetch_add(1);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
 }
 
 // 16 connections x 200 requests on one session, 4 worker processes x 4
@@ -322,9 +209,7 @@ TEST_F(FastCgiTest, NoLostUpdatesAcrossWorkerProcesses) {
   HttpResponse created = client.get("/fcgi/demo");
   ASSERT_EQ(created.body, "1");
   const std::string cookie = created.cookie();
-  std::atomic<int> ok{0};
-  hammer(port(), "/fcgi/demo", cookie, 16, 200, ok);
-  EXPECT_EQ(ok.load(), 3200) << server_->error_log();
+  EXPECT_EQ(hammer(port(), "/fcgi/demo", cookie, 16, 200), 3200) << server_->error_log();
   EXPECT_EQ(client.get("/fcgi/demo", cookie).body, "3202");
   EXPECT_EQ(worker_->workers().size(), 4u);  // none died on the way
 }
@@ -357,18 +242,9 @@ TEST_F(FastCgiTest, StoreFailureIs500AndLogged) {
   HttpClient client(port());
   const std::string cookie = client.get("/fcgi/demo").cookie();
   // The worker runs unprivileged: read-only store directories make saves fail.
-  auto set_dirs = [&](mode_t mode) {
-    const fs::path root = server_->data_dir() / "sessions";
-    ASSERT_EQ(chmod(root.c_str(), mode), 0);
-    for (const auto& e : fs::recursive_directory_iterator(root)) {
-      if (e.is_directory()) {
-        ASSERT_EQ(chmod(e.path().c_str(), mode), 0);
-      }
-    }
-  };
-  set_dirs(0555);
+  set_directory_modes(server_->data_dir() / "sessions", 0555);
   HttpResponse r = client.get("/fcgi/demo", cookie);
-  set_dirs(0700);
+  set_directory_modes(server_->data_dir() / "sessions", 0700);
   EXPECT_EQ(r.status, 500);
   EXPECT_TRUE(r.header("retry-after").empty());
   EXPECT_EQ(r.body, "500 Internal Server Error\n");

@@ -10,51 +10,29 @@
 #include <fstream>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "locks/shm_lock_manager.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/httpd_fixture.hpp"
 #include "tests/support/httpd_server.hpp"
-#include "tests/support/test_support.hpp"
+#include "tests/support/integration_support.hpp"
 
 namespace sessionkit::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-class HttpdTest : public ::testing::TestWithParam<std::string> {
+class HttpdTest : public HttpdFixture, public ::testing::WithParamInterface<std::string> {
  protected:
+  HttpdTest() : HttpdFixture("httpd") {}
+
   // Writes the sessionkit config and starts httpd with the MPM under test.
   void start(const std::string& store = "lmdb", const std::string& extra = "",
              std::vector<std::string> modules = {}, int wait_ms = 3000) {
-    server_ = std::make_unique<HttpdServer>(dir_.path(), HttpdOptions{GetParam(), config_path(), true,
-                                                                      std::move(modules), extra, "www-data"});
-    nlohmann::json store_section = {{"type", store}};
-    if (store == "lmdb") store_section["path"] = (server_->data_dir() / "sessions.mdb").string();
-    if (store == "file") store_section["path"] = (server_->data_dir() / "sessions").string();
-    if (store == "lmdb") store_section["durability"] = "nosync";
-    if (store == "file") store_section["durability"] = "nosync";
-    const nlohmann::json config = {
-        {"store", store_section},
-        {"locks", {{"type", "shm"}, {"name", region_}, {"wait_ms", wait_ms}}},
-        {"cookie", {{"same_site", "Strict"}, {"max_age_s", 3600}}},
-        {"gc", {{"every_n_requests", 0}}},
-    };
-    std::ofstream(config_path()) << config.dump(2);
+    server_ = std::make_unique<HttpdServer>(
+        dir_.path(), HttpdOptions{GetParam(), config_path(), true, std::move(modules), extra, "www-data"});
+    write_config(session_config(server_->data_dir(), region_, store, wait_ms));
     ASSERT_TRUE(server_->start()) << server_->error_log();
   }
-
-  void TearDown() override {
-    if (server_) {
-      server_->stop();
-      const std::string log = server_->error_log();
-      EXPECT_EQ(log.find("AddressSanitizer"), std::string::npos) << log;
-    }
-    ShmLockManager::remove(region_);
-  }
-
-  std::string config_path() const { return (dir_.path() / "sessions.json").string(); }
-  int port() const { return server_->port(); }
 
   // True once a request holds the lock of the session `cookie` ("sid=<id>")
   // names: its slot in the shm region, probed from this process.
@@ -63,13 +41,13 @@ class HttpdTest : public ::testing::TestWithParam<std::string> {
     o.name = region_;  // and the default layout, as the config above
     ShmLockManager probe(o);
     const std::uint32_t slot = probe.slot_for(cookie.substr(cookie.find('=') + 1));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (probe.try_lock(slot) == LockStatus::timed_out) return true;
-      probe.unlock(slot);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
+    return eventually(
+        [&] {
+          if (probe.try_lock(slot) == LockStatus::timed_out) return true;
+          probe.unlock(slot);
+          return false;
+        },
+        std::chrono::seconds(30), std::chrono::milliseconds(5));
   }
 
   // How many times httpd has (re)started so far, by its notice in the log.
@@ -86,47 +64,17 @@ class HttpdTest : public ::testing::TestWithParam<std::string> {
   bool graceful_restart() {
     const std::size_t before = generations();
     server_->graceful_restart();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (generations() == before) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return true;
+    return eventually([&] { return generations() != before; }, std::chrono::seconds(30));
   }
-
-  TempDir dir_;
-  std::string region_ = unique_name("httpd");
-  std::unique_ptr<HttpdServer> server_;
 };
 
 TEST_P(HttpdTest, CookieRoundTripAndBadCookies) {
   start();
   HttpClient client(port());
-  HttpResponse first = client.get("/demo");
-  ASSERT_EQ(first.status, 200) << server_->error_log();
-  EXPECT_EQ(first.body, "1");
-  EXPECT_EQ(first.header("content-type"), "text/plain");
-  const std::string set_cookie = first.header("set-cookie");
-  EXPECT_EQ(set_cookie.substr(0, 4), "sid=");
-  EXPECT_NE(set_cookie.find("; Path=/; Max-Age=3600; HttpOnly; SameSite=Strict"), std::string::npos) << set_cookie;
-  EXPECT_EQ(set_cookie.find("Secure"), std::string::npos);  // plain HTTP, "secure": "auto"
-  const std::string cookie = first.cookie();
-
-  HttpResponse second = client.get("/demo", cookie);
-  EXPECT_EQ(second.status, 200);
-  EXPECT_EQ(second.body, "2");
-  EXPECT_TRUE(second.header("set-cookie").empty());
-
-  const std::string forged = cookie.substr(0, cookie.size() - 1) + (cookie.back() == 'A' ? "E" : "A");
-  for (const std::string& bad :
-       {forged, std::string("sid=../../etc/passwd"), std::string("sid=") + std::string(43, 'A'), std::string("sid=")}) {
-    HttpResponse r = client.get("/demo", bad);
-    EXPECT_EQ(r.status, 200);
-    EXPECT_EQ(r.body, "1") << bad;
-    EXPECT_FALSE(r.cookie().empty());
-    EXPECT_NE(r.cookie(), cookie);
-  }
-  EXPECT_EQ(client.get("/demo", cookie).body, "3");  // the real session was untouched
+  std::string cookie;
+  ASSERT_NO_FATAL_FAILURE(expect_session_created_and_found(
+      client, "/demo", "", [&] { return server_->error_log(); }, &cookie));
+  expect_bad_cookies_start_new_sessions(client, "/demo", cookie);
 }
 
 TEST_P(HttpdTest, RedirectsAndSubrequestsReuseTheSession) {
@@ -145,33 +93,16 @@ TEST_P(HttpdTest, RedirectsAndSubrequestsReuseTheSession) {
   EXPECT_EQ(client.get("/demo", cookie).body, "6");
 }
 
-void hammer(int port, const std::string& cookie, int connections, int requests, std::atomic<int>& ok) {
-  std::vector<std::thread> threads;
-  for (int c = 0; c < connections; ++c) {
-    threads.emplace_back([&] {
-      HttpClient client(port);
-      for (int i = 0; i < requests; ++i) {
-        HttpResponse r = client.get("/demo", cookie);
-        if (r.status == 200 && r.header("set-cookie").empty()) ok.fetch_add(1);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-}
-
 // The session is created by the example module (it counts "visits", not "n"),
 // so the demo handler's counter starts at 0 and must end at exactly 16 x 200.
-void no_lost_updates(HttpdTest& t, int port) {
+void no_lost_updates(int port) {
   HttpClient client(port);
   HttpResponse created = client.get("/visits");
   ASSERT_EQ(created.status, 200);
   const std::string cookie = created.cookie();
-  std::atomic<int> ok{0};
-  hammer(port, cookie, 16, 200, ok);
-  EXPECT_EQ(ok.load(), 3200);
+  EXPECT_EQ(hammer(port, "/demo", cookie, 16, 200), 3200);
   HttpResponse last = client.get("/demo", cookie);
   EXPECT_EQ(last.body, "3201");
-  (void)t;
 }
 
 const std::vector<std::string> kVisits = {"visits_module " SESSIONKIT_TEST_MOD_VISITS};
@@ -183,7 +114,7 @@ constexpr int kHammerWaitMs = 60'000;
 
 TEST_P(HttpdTest, NoLostUpdatesWithLmdb) {
   start("lmdb", kVisitsLocation, kVisits, kHammerWaitMs);
-  no_lost_updates(*this, port());
+  no_lost_updates(port());
 }
 
 // The file store under prefork (the MPM mod_python users ran).
@@ -191,7 +122,7 @@ class HttpdFileStoreTest : public HttpdTest {};
 
 TEST_P(HttpdFileStoreTest, NoLostUpdates) {
   start("file", kVisitsLocation, kVisits, kHammerWaitMs);
-  no_lost_updates(*this, port());
+  no_lost_updates(port());
 }
 
 TEST_P(HttpdFileStoreTest, StoreFailureIs500AndLogged) {
@@ -199,20 +130,11 @@ TEST_P(HttpdFileStoreTest, StoreFailureIs500AndLogged) {
   HttpClient client(port());
   const std::string cookie = client.get("/demo").cookie();
   // The children run unprivileged: read-only store directories make saves fail.
-  auto set_dirs = [&](mode_t mode) {
-    const fs::path root = server_->data_dir() / "sessions";
-    ASSERT_EQ(chmod(root.c_str(), mode), 0);
-    for (const auto& e : fs::recursive_directory_iterator(root)) {
-      if (e.is_directory()) {
-        ASSERT_EQ(chmod(e.path().c_str(), mode), 0);
-      }
-    }
-  };
-  set_dirs(0555);
+  set_directory_modes(server_->data_dir() / "sessions", 0555);
   HttpResponse r = client.get("/demo", cookie);
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(r.body.find("sessionkit"), std::string::npos);  // the reason goes to the log, not the client
-  set_dirs(0700);
+  set_directory_modes(server_->data_dir() / "sessions", 0700);
   EXPECT_NE(server_->error_log().find("sessionkit: "), std::string::npos);
   EXPECT_EQ(client.get("/demo", cookie).body, "2");
 }
@@ -333,10 +255,7 @@ TEST_P(HttpdTest, GracefulRestartKeepsSessions) {
   }
   // Requests flow before the restart, during it, and after it is done.
   auto wait_for_ok = [&](int n) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (ok.load() < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    eventually([&] { return ok.load() >= n; }, std::chrono::seconds(30), std::chrono::milliseconds(10));
   };
   wait_for_ok(20);
   EXPECT_TRUE(graceful_restart()) << server_->error_log();
@@ -355,8 +274,10 @@ TEST_P(HttpdTest, GracefulRestartKeepsSessions) {
 }
 
 TEST_P(HttpdTest, BadConfigStopsHttpdNamingFileAndKey) {
-  server_ = std::make_unique<HttpdServer>(dir_.path(), HttpdOptions{GetParam(), config_path(), true, {}, "", "www-data"});
-  std::ofstream(config_path()) << R"({"store": {"type": "lmdb", "path": "x.mdb"}, "cookie": {"same_site": "lax"}})";
+  server_ = std::make_unique<HttpdServer>(dir_.path(),
+                                          HttpdOptions{GetParam(), config_path(), true, {}, "", "www-data"});
+  std::ofstream(config_path())
+      << R"({"store": {"type": "lmdb", "path": "x.mdb"}, "cookie": {"same_site": "lax"}})";
   EXPECT_FALSE(server_->start());
   const std::string log = server_->error_log();
   EXPECT_NE(log.find(config_path() + ": cookie.same_site"), std::string::npos) << log;

@@ -12,10 +12,15 @@
 #include <thread>
 
 #include "tests/support/http_client.hpp"
+#include "tests/support/integration_support.hpp"
 
 namespace sessionkit::testing {
 
 namespace fs = std::filesystem;
+
+std::string apache_module(const std::string& name) {
+  return name + "_module /usr/lib/apache2/modules/mod_" + name + ".so";
+}
 
 std::string HttpdServer::module_path() { return SESSIONKIT_TEST_MOD_SESSIONKIT; }
 
@@ -26,7 +31,8 @@ HttpdServer::HttpdServer(fs::path dir, HttpdOptions options)
     // The children run as options_.user: they must reach the data directory.
     fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     if (passwd* pw = getpwnam(options_.user.c_str())) {
-      if (chown(data_dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown data dir failed");
+      if (chown(data_dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0)
+        throw std::runtime_error("chown data dir failed");
     }
   }
 }
@@ -46,7 +52,6 @@ bool HttpdServer::start() {
 
 bool HttpdServer::launch() {
   port_ = free_port();
-  const std::string modules = "/usr/lib/apache2/modules/";
   std::ostringstream conf;
   conf << "ServerRoot \"" << dir_.string() << "\"\n"
        << "DefaultRuntimeDir \"" << dir_.string() << "\"\n"
@@ -56,14 +61,14 @@ bool HttpdServer::launch() {
        << "ServerName 127.0.0.1\n"
        << "ErrorLog \"" << (dir_ / "error.log").string() << "\"\n"
        << "LogLevel warn\n"
-       << "LoadModule mpm_" << options_.mpm << "_module " << modules << "mod_mpm_" << options_.mpm << ".so\n";
+       << "LoadModule " << apache_module("mpm_" + options_.mpm) << "\n";
   if (options_.mpm == "prefork") {
     conf << "StartServers 20\nMinSpareServers 5\nMaxSpareServers 40\nServerLimit 48\nMaxRequestWorkers 48\n";
   } else {
     conf << "StartServers 2\nServerLimit 4\nThreadsPerChild 25\nMaxRequestWorkers 100\nMinSpareThreads 25\n"
             "MaxSpareThreads 100\n";
   }
-  conf << "LoadModule authz_core_module " << modules << "mod_authz_core.so\n"
+  conf << "LoadModule " << apache_module("authz_core") << "\n"
        << "<Location />\n  Require all granted\n</Location>\n"
        << "KeepAlive On\nMaxKeepAliveRequests 0\nKeepAliveTimeout 30\n"
        << "LoadModule sessionkit_module " << module_path() << "\n";
@@ -90,7 +95,8 @@ bool HttpdServer::launch() {
     for (std::string line; std::getline(maps, line);) {
       const auto slash = line.find('/');
       if (slash == std::string::npos) continue;
-      if (runtime.empty() && line.find("/libasan.so", slash) != std::string::npos) runtime = line.substr(slash);
+      if (runtime.empty() && line.find("/libasan.so", slash) != std::string::npos)
+        runtime = line.substr(slash);
       if (cxx_runtime.empty() && line.find("/libstdc++.so", slash) != std::string::npos) {
         cxx_runtime = line.substr(slash);
       }
@@ -121,8 +127,8 @@ bool HttpdServer::launch() {
     setpgid(0, 0);
     const std::string log = (dir_ / "stderr.log").string();
     if (FILE* f = std::freopen(log.c_str(), "w", stderr)) (void)f;
-    execle("/usr/sbin/apache2", "apache2", "-f", conf_path.c_str(), "-DFOREGROUND", static_cast<char*>(nullptr),
-           envp.data());
+    execle("/usr/sbin/apache2", "apache2", "-f", conf_path.c_str(), "-DFOREGROUND",
+           static_cast<char*>(nullptr), envp.data());
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -162,33 +168,11 @@ void HttpdServer::graceful_restart() {
 }
 
 std::vector<pid_t> HttpdServer::children() const {
-  std::vector<pid_t> out;
-  if (pid_ <= 0) return out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == pid_ && state != 'Z') out.push_back(static_cast<pid_t>(std::stoi(name)));
-  }
-  return out;
+  return pid_ > 0 ? children_of(pid_) : std::vector<pid_t>{};
 }
 
 std::string HttpdServer::error_log() const {
-  std::ifstream in(dir_ / "error.log");
-  std::stringstream s;
-  s << in.rdbuf();
-  std::ifstream err(dir_ / "stderr.log");
-  s << err.rdbuf();
-  return s.str();
+  return read_file(dir_ / "error.log") + read_file(dir_ / "stderr.log");
 }
 
 }  // namespace sessionkit::testing

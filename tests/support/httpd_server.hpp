@@ -17,11 +17,11 @@
 namespace sessionkit::testing {
 
 struct HttpdOptions {
-  std::string mpm = "prefork";  // prefork, worker or event
-  std::string config_json;      // SessionKitConfig path ("" for none)
-  bool test_hooks = true;       // SessionKitTestHooks On
+  std::string mpm = "prefork";            // prefork, worker or event
+  std::string config_json;                // SessionKitConfig path ("" for none)
+  bool test_hooks = true;                 // SessionKitTestHooks On
   std::vector<std::string> load_modules;  // extra "name path" LoadModule lines, after mod_sessionkit
-  std::string extra;            // appended to httpd.conf
+  std::string extra;                      // appended to httpd.conf
   std::string user = "www-data";
   // When this test binary runs under AddressSanitizer, the modules it built
   // (mod_sessionkit) need the ASan runtime loaded first: start httpd with it
@@ -29,6 +29,10 @@ struct HttpdOptions {
   // allocations at exit are not ours to report). No effect without ASan.
   bool preload_sanitizer_runtime = true;
 };
+
+// A LoadModule argument for Debian's module `name`: "alias" gives
+// "alias_module /usr/lib/apache2/modules/mod_alias.so".
+std::string apache_module(const std::string& name);
 
 class HttpdServer {
  public:

@@ -1,0 +1,144 @@
+# shellcheck shell=bash disable=SC2154  # port, region, seconds: set by the caller, see below
+# Shared by the Apache benchmarks (bench/httpd/run.sh, bench/fcgi/run.sh):
+# a throw-away Apache httpd on 127.0.0.1 with the sessionkit config they
+# share, a working set of sessions, and wrk measurements of a demo target
+# against its no-session baseline. Sourced, not run; the caller sets
+# `set -euo pipefail`.
+#
+# The caller sets, before calling what uses them:
+#   dir       the bench directory (apache_make_dir)
+#   region    the shm lock region name
+#   port      httpd's port
+#   seconds   wrk's duration per measured point
+# and may set worker_pid (a FastCGI worker for apache_cleanup to stop).
+
+apache_modules=/usr/lib/apache2/modules
+bench_lua="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/httpd/cookies.lua"
+
+# A TCP port on 127.0.0.1 that was free a moment ago.
+apache_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# apache_make_dir NAME: a fresh /tmp/sessionkit-NAME-bench-XXXXXX with data/
+# for the store. httpd's children run as www-data when started as root: the
+# directory must be traversable and data/ theirs.
+apache_make_dir() {
+  dir=$(mktemp -d "/tmp/sessionkit-$1-bench-XXXXXX")
+  chmod 755 "$dir"
+  mkdir -p "$dir/data"
+  if [ "$(id -u)" -eq 0 ]; then chown www-data:www-data "$dir/data"; fi
+}
+
+# Writes $dir/sessions.json: LMDB nosync, shm locks, no request-driven GC.
+apache_write_sessions_json() {
+  cat > "$dir/sessions.json" <<JSON
+{ "store": { "type": "lmdb", "path": "$dir/data/sessions.mdb", "durability": "nosync", "map_size_mb": 256 },
+  "locks": { "type": "shm", "name": "$region", "wait_ms": 5000 },
+  "gc": { "every_n_requests": 0 } }
+JSON
+}
+
+# apache_conf_head MPM: the first lines of httpd.conf (paths, listener, log,
+# the MPM and authz_core); the caller adds its modules and tuning after them.
+apache_conf_head() {
+  cat <<CONF
+ServerRoot "$dir"
+DefaultRuntimeDir "$dir"
+PidFile "$dir/httpd.pid"
+Mutex file:$dir default
+Listen 127.0.0.1:$port
+ServerName 127.0.0.1
+ErrorLog "$dir/error.log"
+LogLevel warn
+LoadModule mpm_${1}_module $apache_modules/mod_mpm_${1}.so
+LoadModule authz_core_module $apache_modules/mod_authz_core.so
+CONF
+}
+
+# The tuning of the threaded MPMs (worker, event): 128 threads in up to 4 children.
+apache_threaded_tuning() {
+  cat <<CONF
+StartServers 2
+ServerLimit 4
+ThreadsPerChild 32
+MaxRequestWorkers 128
+MinSpareThreads 64
+MaxSpareThreads 128
+CONF
+}
+
+# The User/Group lines (only as root), keep-alive without a request limit.
+apache_conf_common() {
+  if [ "$(id -u)" -eq 0 ]; then printf 'User www-data\nGroup www-data\n'; else echo; fi
+  cat <<CONF
+KeepAlive On
+MaxKeepAliveRequests 0
+CONF
+}
+
+# Stops the FastCGI worker (if any) and httpd, removes the lock region and $dir.
+apache_cleanup() {
+  [ -n "${worker_pid:-}" ] && kill -TERM "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null || true
+  [ -f "$dir/httpd.pid" ] && kill "$(cat "$dir/httpd.pid")" 2>/dev/null || true
+  sleep 1
+  rm -f "/dev/shm/sessionkit-$region"
+  rm -rf "$dir"
+}
+
+apache_start() {
+  /usr/sbin/apache2 -f "$dir/httpd.conf" -k start
+}
+
+# apache_wait_for PATH: up to 10 s until httpd answers PATH with a 2xx.
+apache_wait_for() {
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port$1" >/dev/null && break; sleep 0.1; done
+}
+
+# bench_create_sessions PATH LOG...: the working set, 256 sessions created
+# through PATH before the measurement, one "sid=..." a line in
+# $dir/cookies.txt. Exits 1 with the LOGs on stderr when a request failed.
+bench_create_sessions() {
+  local target=$1
+  shift
+  for _ in $(seq 256); do
+    curl -fs -D - -o /dev/null "http://127.0.0.1:$port$target" | tr -d '\r' | sed -n 's/^Set-Cookie: \([^;]*\).*/\1/p'
+  done > "$dir/cookies.txt"
+  if [ "$(wc -l < "$dir/cookies.txt")" -ne 256 ]; then
+    echo "session set-up failed" >&2; cat "$@" >&2; exit 1
+  fi
+}
+
+bench_measure() {  # target concurrency -> "req/s p99_ms"
+  local out
+  out=$(wrk -t "$(( $2 < 4 ? $2 : 4 ))" -c "$2" -d "${seconds}s" --latency -s "$bench_lua" \
+        "http://127.0.0.1:$port$1" -- "$dir/cookies.txt")
+  local rps p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' <<<"$out")
+  if grep -q "Non-2xx" <<<"$out"; then echo "warning: $(grep Non-2xx <<<"$out") for $1 at c=$2" >&2; fi
+  echo "$rps $p99"
+}
+
+# bench_table TITLE DEMO HELLO CONCURRENCY...: one row a concurrency, the demo
+# target against its baseline measured right after it.
+bench_table() {
+  local title=$1 demo=$2 hello=$3
+  shift 3
+  echo "$title"
+  printf '%12s %14s %12s %14s %12s %8s\n' concurrency demo_req/s demo_p99_ms hello_req/s hello_p99_ms ratio
+  for c in "$@"; do
+    read -r demo_rps demo_p99 < <(bench_measure "$demo" "$c")
+    read -r hello_rps hello_p99 < <(bench_measure "$hello" "$c")
+    ratio=$(awk -v a="$demo_rps" -v b="$hello_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+    printf '%12s %14s %12s %14s %12s %8s\n' "$c" "$demo_rps" "$demo_p99" "$hello_rps" "$hello_p99" "$ratio"
+  done
+}
+
+# bench_report_errors LOG...: the last sessionkit errors of each LOG, on stderr.
+bench_report_errors() {
+  local log
+  for log in "$@"; do
+    if grep -q "sessionkit: " "$log"; then echo "$log:" >&2; grep "sessionkit: " "$log" | tail -5 >&2; fi
+  done
+}
