@@ -220,7 +220,7 @@ class CursorGuard {
 }  // namespace
 
 LmdbStore::LmdbStore(LmdbStoreOptions options)
-    : options_(std::move(options)), path_(options_.path.string()), resize_mu_(new std::shared_mutex) {
+    : options_(std::move(options)), path_(options_.path.string()), resize_mu_(nullptr) {
   if (path_.empty()) throw Error(errc::invalid_argument, "LmdbStore: empty path");
   if (options_.map_size_bytes < kMinMapBytes) {
     throw Error(errc::invalid_argument, "LmdbStore: map_size_bytes below " + std::to_string(kMinMapBytes));
@@ -238,6 +238,8 @@ LmdbStore::LmdbStore(LmdbStoreOptions options)
   options_.map_size_bytes = round_to_page(options_.map_size_bytes);
   options_.max_map_size_bytes = round_to_page(options_.max_map_size_bytes);
 
+  // Allocated once the options are known good: every throw below deletes it.
+  resize_mu_ = new std::shared_mutex;
   std::lock_guard lock(open_files_mu());
   struct stat st {};
   if (::stat(path_.c_str(), &st) == 0) {
