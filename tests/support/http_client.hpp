@@ -9,7 +9,7 @@
 namespace sessionkit::testing {
 
 struct HttpResponse {
-  int status = 0;  // 0: no response (connection failed or closed)
+  int status = 0;                                           // 0: no response (connection failed or closed)
   std::map<std::string, std::vector<std::string>> headers;  // lower-case names
   std::string body;
 

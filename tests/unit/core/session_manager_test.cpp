@@ -81,7 +81,8 @@ TEST_F(SessionManagerTest, NewSessionThenRoundTrip) {
 }
 
 TEST_F(SessionManagerTest, BadClientInputGetsANewSessionAndACounter) {
-  SessionManager m = make({{"cookie", {{"signing_keys", {"c2Vzc2lvbmtpdC10ZXN0LWtleS1udW1iZXItb25lLTEyMzQ1Njc4"}}}}});
+  SessionManager m =
+      make({{"cookie", {{"signing_keys", {"c2Vzc2lvbmtpdC10ZXN0LWtleS1udW1iZXItb25lLTEyMzQ1Njc4"}}}}});
   std::string cookie;
   std::string id;
   {
@@ -93,7 +94,8 @@ TEST_F(SessionManagerTest, BadClientInputGetsANewSessionAndACounter) {
   std::string forged = cookie;
   forged.back() = forged.back() == 'A' ? 'B' : 'A';
   const std::string unknown_signed = [&] {
-    SessionManager other = make({{"cookie", {{"signing_keys", {"c2Vzc2lvbmtpdC10ZXN0LWtleS1udW1iZXItb25lLTEyMzQ1Njc4"}}}}});
+    SessionManager other =
+        make({{"cookie", {{"signing_keys", {"c2Vzc2lvbmtpdC10ZXN0LWtleS1udW1iZXItb25lLTEyMzQ1Njc4"}}}}});
     Session s = other.open("");
     s.invalidate();  // never stored anywhere
     return "sid=" + s.id() + cookie.substr(4 + 43);
@@ -437,8 +439,9 @@ TEST_F(SessionManagerTest, CorruptRecordIsDataLossAndANewSession) {
   const auto later = std::chrono::system_clock::now() + std::chrono::hours(1);
   const std::int64_t now_ms =
       std::chrono::duration_cast<milliseconds>(clock->now().time_since_epoch()).count();
-  const std::string garbage[] = {"", "garbage", std::string(48, '\0'),
-                                 detail::encode_record(detail::RecordHeader{now_ms, now_ms, 60, 0, 1}, "\xc1")};
+  const std::string garbage[] = {
+      "", "garbage", std::string(48, '\0'),
+      detail::encode_record(detail::RecordHeader{now_ms, now_ms, 60, 0, 1}, "\xc1")};
   for (const std::string& g : garbage) {
     m.store().save(id, g, later);
     Session s = m.open(cookie);
@@ -482,7 +485,8 @@ TEST_F(SessionManagerTest, SecureFollowsTheConfigAndTheTransport) {
   }
   SessionManager always = make({{"cookie", {{"name", "__Host-sid"}, {"secure", true}, {"max_age_s", 3600}}}});
   Session s = always.open("");
-  EXPECT_EQ(*always.set_cookie(s), "__Host-sid=" + s.id() + "; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax");
+  EXPECT_EQ(*always.set_cookie(s),
+            "__Host-sid=" + s.id() + "; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax");
 }
 
 TEST_F(SessionManagerTest, ResourceLocksExcludeAndKeepTheOrderRule) {

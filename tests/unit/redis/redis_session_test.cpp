@@ -156,9 +156,9 @@ TEST_F(RedisSessionTest, ForeignValueOrTypeUnderTheKeyIsANewSession) {
 TEST_F(RedisSessionTest, RedisGoneMidRunFailsFastThenRecovers) {
   // Through the server's Unix socket: its path is this test's alone, while a
   // freed TCP port could be taken by another test's server meanwhile.
-  nlohmann::json doc = testing::redis_config_json(
-      server_, "gone:", {{"connect_timeout_ms", 300}, {"command_timeout_ms", 300}},
-      {{"connect_timeout_ms", 300}, {"command_timeout_ms", 300}});
+  nlohmann::json doc =
+      testing::redis_config_json(server_, "gone:", {{"connect_timeout_ms", 300}, {"command_timeout_ms", 300}},
+                                 {{"connect_timeout_ms", 300}, {"command_timeout_ms", 300}});
   for (const char* section : {"store", "locks"}) {
     doc[section].erase("host");
     doc[section].erase("port");
