@@ -274,6 +274,7 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   struct Baseline {
     const char* label;
     WorkerFactory make;
+    std::optional<double>* result;  // where its ops/s go, when it ran
     PhaseResult total;
   };
   std::vector<Baseline> baselines;
@@ -281,6 +282,7 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   std::shared_ptr<LockManager> raw_locks;
   const nlohmann::json store_section = baseline_section(*config.store.section, work.path());
   const nlohmann::json lock_section = baseline_section(*config.locks.section, work.path());
+  bool lmdb_baseline = false;  // raw LMDB get+put is the baseline; otherwise raw store load+save
 #if SESSIONKIT_HAVE_LMDB
   RawLmdbFlags lmdb_flags;
   const fs::path lmdb_path = work.path() / "raw-baseline.mdb";
@@ -297,7 +299,7 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
                                Registry::global().store(config.store.type).create(store_section, base_dir),
                                ids);
                          },
-                         PhaseResult{}});
+                         &r.raw_store_ops_per_sec, PhaseResult{}});
     if (config.locks.type != "none") {
       raw_locks = Registry::global().lock_manager(config.locks.type).create(lock_section, base_dir);
       baselines.push_back(
@@ -307,7 +309,7 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
              return std::make_unique<RawLockWorker>(
                  Registry::global().lock_manager(config.locks.type).create(lock_section, base_dir), ids);
            },
-           PhaseResult{}});
+           &r.raw_lock_ops_per_sec, PhaseResult{}});
     }
 #if SESSIONKIT_HAVE_LMDB
     if (config.store.type == "lmdb") {
@@ -315,8 +317,9 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
       lmdb_flags.write_map = config.store.section->value("write_map", false);
       lmdb_flags.shards = config.store.section->value("shards", 1u);
       populate_raw_lmdb(lmdb_path, lmdb_flags, ids, record);
-      baselines.push_back(
-          {"raw lmdb", [&]() { return make_raw_lmdb_worker(lmdb_path, lmdb_flags, ids); }, PhaseResult{}});
+      baselines.push_back({"raw lmdb", [&]() { return make_raw_lmdb_worker(lmdb_path, lmdb_flags, ids); },
+                           &r.baseline_ops_per_sec, PhaseResult{}});
+      lmdb_baseline = true;
     }
 #endif
   }
@@ -364,22 +367,10 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
 
   // Baselines that ran (an interrupted run may have cut them short).
   for (const Baseline& b : baselines) {
-    if (b.total.ops == 0) continue;
-    const std::string label = b.label;
-    if (label == "raw store") r.raw_store_ops_per_sec = b.total.ops_per_sec();
-    if (label == "raw locks") r.raw_lock_ops_per_sec = b.total.ops_per_sec();
-    if (label == "raw lmdb") {
-      r.baseline_name = "raw LMDB get+put";
-      r.baseline_ops_per_sec = b.total.ops_per_sec();
-    }
+    if (b.total.ops > 0) *b.result = b.total.ops_per_sec();
   }
-  const bool lmdb_baseline = std::any_of(baselines.begin(), baselines.end(), [](const Baseline& b) {
-    return std::string(b.label) == "raw lmdb";
-  });
-  if (!lmdb_baseline && r.raw_store_ops_per_sec) {
-    r.baseline_name = "raw store load+save";
-    r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
-  }
+  if (!lmdb_baseline) r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
+  if (r.baseline_ops_per_sec) r.baseline_name = lmdb_baseline ? "raw LMDB get+put" : "raw store load+save";
   return r;
 }
 
