@@ -3,6 +3,7 @@
 // managers, for unrelated (exec'd) processes and for forked children; and
 // the manager's sweep removing idle sessions through the expiry index.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
 
 #include <ostream>
@@ -128,6 +129,46 @@ INSTANTIATE_TEST_SUITE_P(Locks, LmdbSessionStress,
                          [](const ::testing::TestParamInfo<StressCase>& p) {
                            return std::string(p.param.locks) + (p.param.fork ? "Forked" : "Exec");
                          });
+
+// A process killed while it holds a session's lock: the next open of that
+// session gets the lock back at once, says it recovered it from a dead owner,
+// counts it, and reads the last saved record.
+TEST(LmdbSession, OpenAfterTheHolderWasKilledReportsTheDeadOwner) {
+  TempDir dir;
+  const std::string shm = sessionkit::testing::unique_name("lmdbdead");
+  const nlohmann::json doc = {
+      {"store", {{"type", "lmdb"}, {"path", (dir / "sessions.mdb").string()}, {"durability", "nosync"}}},
+      {"locks", {{"type", "shm"}, {"name", shm}, {"wait_ms", kLockWaitMs}}}};
+  SessionManager m(Config::from_json(doc));
+  std::string cookie;
+  {
+    Session s = m.open("");
+    s.data()["n"] = 7;
+    s.save();
+    cookie = cookie_header(m, s);
+  }
+  pid_t pid = sessionkit::testing::fork_child([&] {
+    m.after_fork();
+    Session s = m.open(cookie);
+    if (s.is_new()) return 3;
+    s.data()["n"] = 8;  // changed, never saved: the holder dies first
+    ::raise(SIGKILL);
+    return 4;
+  });
+  EXPECT_EQ(sessionkit::testing::wait_child(pid), 128 + SIGKILL);
+  EXPECT_EQ(m.stats().owner_deaths, 0u);
+  Session s = m.open(cookie);
+  EXPECT_FALSE(s.is_new());
+  EXPECT_TRUE(s.recovered_from_dead_owner());
+  EXPECT_EQ(s.data().value("n", -1), 7);
+  s.unlock();
+  EXPECT_EQ(m.stats().owner_deaths, 1u);
+  Session again = m.open(cookie);
+  EXPECT_FALSE(again.recovered_from_dead_owner());
+  again.unlock();
+  EXPECT_EQ(m.stats().owner_deaths, 1u);
+  shm_unlink(("/sessionkit-" + shm).c_str());
+}
 
 TEST(LmdbSession, DefaultDurableStoreCountsExactlyToo) {
   // The default durability (fsync per commit), smaller run: it is the setting
