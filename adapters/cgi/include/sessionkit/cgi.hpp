@@ -35,7 +35,7 @@
 // Garbage collection: gc.every_n_requests counts requests per process, and a
 // CGI process serves one; open() therefore sweeps with probability
 // 1/every_n_requests instead (mod_python's way), within gc.budget_ms.
-// `sessionkit gc` from cron is the alternative.
+// A program calling SessionManager::sweep() from cron is the alternative.
 //
 // Threads: a CGI program is usually single-threaded; the functions only read
 // the environment and write to stdout/stderr.
