@@ -986,7 +986,9 @@ FileStoreOptions parse_file_store(const nlohmann::json& section, const std::file
 }  // namespace
 
 void register_file_store(Registry& registry) {
-  registry.add_store("file", store_type<FileStore>(&parse_file_store));
+  StoreType t = store_type<FileStore>(&parse_file_store);
+  t.default_locks = "shm";
+  registry.add_store("file", std::move(t));
 }
 
 }  // namespace detail

@@ -987,6 +987,7 @@ LmdbSection parse_lmdb_section(const nlohmann::json& section, const std::filesys
 void register_lmdb_store(Registry& registry) {
   StoreType t;
   t.shared_across_processes = true;
+  t.default_locks = "shm";
   t.validate = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
     (void)parse_lmdb_section(section, base_dir);
   };

@@ -139,7 +139,7 @@ class LmdbStore final : public Store {
   // that opened the store.
   void after_fork() override;
 
-  // Diagnostics, for tests and `sessionkit stats`.
+  // Diagnostics, for tests and benchmarks.
   // "" when the expiry index and the records agree exactly: every index entry
   // names a record with that expiry, every record has exactly one index entry.
   // Otherwise a description of the first problems found.

@@ -9,7 +9,11 @@
 namespace sessionkit::detail {
 
 void register_redis_backends(Registry& registry) {
-  registry.add_store("redis", store_type<RedisStore>(&redis::parse_store_section));
+  StoreType store = store_type<RedisStore>(&redis::parse_store_section);
+  // shm locks would exclude the processes of one machine only; whether the
+  // sessions are shared by several machines is the user's to say.
+  store.default_locks.clear();
+  registry.add_store("redis", std::move(store));
   registry.add_lock_manager("redis", lock_manager_type<RedisLockManager>(&redis::parse_lock_section));
 }
 

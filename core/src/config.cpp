@@ -21,17 +21,47 @@ const nlohmann::json& empty_object() {
   return empty;
 }
 
-BackendSpec read_backend(const nlohmann::json* section, const char* name, const char* default_type) {
+// The store of a config without a "store" section (or without store.type):
+// LMDB, one file in the config's directory, when it is compiled in.
+constexpr const char* kDefaultStore =
+#if SESSIONKIT_HAVE_LMDB
+    "lmdb";
+#else
+    "memory";
+#endif
+
+BackendSpec default_backend(const std::string& type) {
   BackendSpec spec;
-  if (section == nullptr) {
-    spec.type = default_type;
-    spec.section = std::make_shared<const nlohmann::json>(nlohmann::json{{"type", default_type}});
-    return spec;
+  spec.type = type;
+  spec.section = std::make_shared<const nlohmann::json>(nlohmann::json{{"type", type}});
+  return spec;
+}
+
+// The lock manager of a config without a "locks" section (or without
+// locks.type): the one the store names (shm for the shared stores on one
+// machine, thread for memory). A store that names none needs its locks named.
+std::string default_locks_for(const std::string& store_type) {
+  std::string locks;
+  try {
+    locks = Registry::global().store(store_type).default_locks;
+  } catch (const Error&) {
+    return "thread";  // unknown store: validate() reports store.type
   }
+  if (locks.empty()) {
+    throw Error(errc::bad_config, "locks: the \"" + store_type +
+                                      "\" store needs a \"locks\" section naming its lock manager (\"" +
+                                      store_type + "\" when several machines share the sessions)");
+  }
+  return locks;
+}
+
+BackendSpec read_backend(const nlohmann::json* section, const char* name, const std::string& default_type) {
+  if (section == nullptr) return default_backend(default_type);
   if (!section->is_object()) {
     throw Error(errc::bad_config,
                 std::string(name) + ": expected a JSON object, got " + section->type_name());
   }
+  BackendSpec spec;
   auto type = section->find("type");
   if (type == section->end()) {
     spec.type = default_type;
@@ -42,6 +72,12 @@ BackendSpec read_backend(const nlohmann::json* section, const char* name, const 
   }
   spec.section = std::make_shared<const nlohmann::json>(*section);
   return spec;
+}
+
+// Whether a "locks" section names its type; when it does not, the store's
+// default applies. A section of the wrong JSON type is left to read_backend.
+bool names_type(const nlohmann::json* section) {
+  return section != nullptr && section->is_object() && section->contains("type");
 }
 
 void read_cookie(ConfigReader r, CookieOptions& c) {
@@ -120,14 +156,15 @@ void read_section(ConfigReader& top, const char* key, Section& out, Fn fn) {
 }  // namespace
 
 Config::Config()
-    : store(read_backend(nullptr, "store", "memory")), locks(read_backend(nullptr, "locks", "thread")) {}
+    : store(default_backend(kDefaultStore)), locks(default_backend(default_locks_for(kDefaultStore))) {}
 
 Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path& base_dir) {
   ConfigReader top(doc, "");
   Config c;
   c.base_dir = detail::resolve_base_dir(base_dir);
-  c.store = read_backend(top.raw("store"), "store", "memory");
-  c.locks = read_backend(top.raw("locks"), "locks", "thread");
+  c.store = read_backend(top.raw("store"), "store", kDefaultStore);
+  const nlohmann::json* locks = top.raw("locks");
+  c.locks = read_backend(locks, "locks", names_type(locks) ? std::string() : default_locks_for(c.store.type));
   read_section(top, "cookie", c.cookie, read_cookie);
   read_section(top, "timeouts", c.timeouts, read_timeouts);
   read_section(top, "gc", c.gc, read_gc);

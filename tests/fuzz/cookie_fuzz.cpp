@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace sessionkit;
   static SessionManager* manager = [] {
     return new SessionManager(Config::from_json(
-        {{"gc", {{"every_n_requests", 0}}},
+        {{"store", {{"type", "memory"}}},
+         {"gc", {{"every_n_requests", 0}}},
          {"cookie", {{"signing_keys", {"c2Vzc2lvbmtpdC1mdXp6LWtleS0xMjM0NTY3ODkwMTIzNDU2"}}}}}));
   }();
   static detail::CookieSigner unsigned_signer({});

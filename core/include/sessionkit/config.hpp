@@ -78,8 +78,12 @@ struct BackendSpec {
 };
 
 struct Config {
-  BackendSpec store;  // default {"type": "memory"}
-  BackendSpec locks;  // default {"type": "thread"}
+  // Without a "store" section: {"type": "lmdb"}, the file sessions.mdb in
+  // base_dir ({"type": "memory"} in a build without LMDB). Without a "locks"
+  // section: the store's default lock manager, {"type": "shm"} for lmdb and
+  // file, {"type": "thread"} for memory; a redis store needs its locks named.
+  BackendSpec store;
+  BackendSpec locks;
   CookieOptions cookie;
   TimeoutOptions timeouts;
   GcOptions gc;
@@ -96,7 +100,8 @@ struct Config {
   // (the working directory when empty).
   static Config from_json(const nlohmann::json& doc, const std::filesystem::path& base_dir = {});
 
-  // The defaults: memory store, thread locks.
+  // The defaults, as from_json({}) with the working directory as base_dir:
+  // LMDB store, shm locks (see `store` above).
   Config();
 
   // Checks the fields (used by SessionManager for hand-built configs).

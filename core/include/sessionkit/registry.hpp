@@ -33,6 +33,10 @@ struct StoreType {
   // False for stores whose records live in one process (the memory store):
   // they cannot be combined with a cross-process lock manager.
   bool shared_across_processes = true;
+  // The lock manager ("type" of a default "locks" section) of a config that
+  // names this store but has no "locks" section. Empty: such a config is
+  // refused with Error(bad_config), the store's locks must be named.
+  std::string default_locks = "thread";
 };
 
 struct LockManagerType {

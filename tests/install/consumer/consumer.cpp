@@ -4,7 +4,8 @@
 #include <cstdio>
 
 int main() {
-  sessionkit::SessionManager manager(sessionkit::Config::from_json({{"gc", {{"every_n_requests", 0}}}}));
+  sessionkit::SessionManager manager(
+      sessionkit::Config::from_json({{"store", {{"type", "memory"}}}, {"gc", {{"every_n_requests", 0}}}}));
   std::string cookie;
   {
     sessionkit::Session s = manager.open("");

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -25,10 +26,21 @@ std::string rejection(const nlohmann::json& doc) {
   return "";
 }
 
+bool have_store(const std::string& type) {
+  auto stores = Registry::global().store_types();
+  return std::find(stores.begin(), stores.end(), type) != stores.end();
+}
+
 TEST(ConfigTest, DefaultsAreDocumentedOnes) {
   Config c = Config::from_json(nlohmann::json::object());
-  EXPECT_EQ(c.store.type, "memory");
-  EXPECT_EQ(c.locks.type, "thread");
+  // LMDB with shm locks when LMDB is built in, else the memory store.
+  EXPECT_EQ(c.store.type, have_store("lmdb") ? "lmdb" : "memory");
+  EXPECT_EQ(c.locks.type, have_store("lmdb") ? "shm" : "thread");
+  EXPECT_EQ(*c.store.section, nlohmann::json({{"type", c.store.type}}));
+  EXPECT_EQ(*c.locks.section, nlohmann::json({{"type", c.locks.type}}));
+  const Config built;
+  EXPECT_EQ(built.store.type, c.store.type);
+  EXPECT_EQ(built.locks.type, c.locks.type);
   EXPECT_EQ(c.cookie.name, "sid");
   EXPECT_EQ(c.cookie.path, "/");
   EXPECT_EQ(c.cookie.secure, SecureMode::automatic);
@@ -41,6 +53,34 @@ TEST(ConfigTest, DefaultsAreDocumentedOnes) {
   EXPECT_EQ(c.limits.max_record_bytes, 65536u);
   EXPECT_EQ(c.limits.max_depth, 64u);
   EXPECT_TRUE(c.session.autosave);
+}
+
+TEST(ConfigTest, DefaultLocksFollowTheStore) {
+  auto locks_of = [](const nlohmann::json& doc) { return Config::from_json(doc).locks.type; };
+  EXPECT_EQ(locks_of({{"store", {{"type", "memory"}}}}), "thread");
+  // A locks section without a type keeps its keys and takes the store's default.
+  Config c = Config::from_json({{"store", {{"type", "memory"}}}, {"locks", {{"slots", 64}}}});
+  EXPECT_EQ(c.locks.type, "thread");
+  EXPECT_EQ(c.locks.section->at("slots"), 64);
+  // Named locks are taken as written, also with a store that has a default.
+  EXPECT_EQ(locks_of({{"store", {{"type", "memory"}}}, {"locks", {{"type", "none"}}}}), "none");
+  if (have_store("lmdb")) {
+    EXPECT_EQ(locks_of({{"store", {{"type", "lmdb"}, {"path", "/var/lib/app/s.mdb"}}}}), "shm");
+    EXPECT_EQ(locks_of({{"store", {{"path", "/var/lib/app/s.mdb"}}}}), "shm");  // type lmdb by default
+    EXPECT_EQ(locks_of({{"locks", {{"type", "thread"}}}}), "thread");
+  }
+  if (have_store("file")) {
+    EXPECT_EQ(locks_of({{"store", {{"type", "file"}}}}), "shm");
+  }
+  if (have_store("redis")) {
+    EXPECT_NE(rejection({{"store", {{"type", "redis"}}}})
+                  .find("locks: the \"redis\" store needs a \"locks\" section naming its lock manager"),
+              std::string::npos);
+    EXPECT_EQ(locks_of({{"store", {{"type", "redis"}}}, {"locks", {{"type", "redis"}}}}), "redis");
+  }
+  // An unknown store is reported as such, not as a locks problem.
+  EXPECT_NE(rejection({{"store", {{"type", "dbm"}}}}).find("store.type: unknown store type"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, DesignExampleIsAcceptedAsWritten) {
@@ -85,15 +125,19 @@ TEST(ConfigTest, WrongTypesAndBadValuesNameTheKey) {
   EXPECT_NE(rejection({{"timeouts", {{"idle_s", "600"}}}}).find("timeouts.idle_s"), std::string::npos);
   EXPECT_NE(rejection({{"timeouts", {{"idle_s", 0}}}}).find("timeouts.idle_s"), std::string::npos);
   EXPECT_NE(rejection({{"timeouts", {{"idle_s", -5}}}}).find("timeouts.idle_s"), std::string::npos);
-  EXPECT_NE(rejection({{"timeouts", {{"touch_fraction", 2.0}}}}).find("timeouts.touch_fraction"), std::string::npos);
+  EXPECT_NE(rejection({{"timeouts", {{"touch_fraction", 2.0}}}}).find("timeouts.touch_fraction"),
+            std::string::npos);
   EXPECT_NE(rejection({{"cookie", {{"secure", "yes"}}}}).find("cookie.secure"), std::string::npos);
   EXPECT_NE(rejection({{"cookie", {{"same_site", "lax"}}}}).find("cookie.same_site"), std::string::npos);
   EXPECT_NE(rejection({{"cookie", {{"name", "s id"}}}}).find("cookie.name"), std::string::npos);
   EXPECT_NE(rejection({{"cookie", {{"path", "no-slash"}}}}).find("cookie.path"), std::string::npos);
-  EXPECT_NE(rejection({{"cookie", {{"signing_keys", {"short"}}}}}).find("cookie.signing_keys[0]"), std::string::npos);
-  EXPECT_NE(rejection({{"cookie", {{"signing_keys", {"c2hvcnQ="}}}}}).find("cookie.signing_keys[0]: a signing key"),
+  EXPECT_NE(rejection({{"cookie", {{"signing_keys", {"short"}}}}}).find("cookie.signing_keys[0]"),
             std::string::npos);
-  EXPECT_NE(rejection({{"cookie", {{"signing_keys", "abc"}}}}).find("cookie.signing_keys"), std::string::npos);
+  EXPECT_NE(
+      rejection({{"cookie", {{"signing_keys", {"c2hvcnQ="}}}}}).find("cookie.signing_keys[0]: a signing key"),
+      std::string::npos);
+  EXPECT_NE(rejection({{"cookie", {{"signing_keys", "abc"}}}}).find("cookie.signing_keys"),
+            std::string::npos);
   EXPECT_NE(rejection({{"limits", {{"max_depth", 0}}}}).find("limits.max_depth"), std::string::npos);
   EXPECT_NE(rejection({{"gc", {{"budget_ms", 0}}}}).find("gc.budget_ms"), std::string::npos);
   EXPECT_NE(rejection({{"session", {{"autosave", 1}}}}).find("session.autosave"), std::string::npos);
@@ -102,7 +146,8 @@ TEST(ConfigTest, WrongTypesAndBadValuesNameTheKey) {
   EXPECT_NE(rejection({{"store", {{"type", 3}}}}).find("store.type"), std::string::npos);
   EXPECT_NE(rejection({{"locks", {{"type", "global"}}}}).find("locks.type: unknown lock manager type"),
             std::string::npos);
-  EXPECT_NE(rejection({{"locks", {{"type", "thread"}, {"slots", 1}}}}).find("locks.slots"), std::string::npos);
+  EXPECT_NE(rejection({{"locks", {{"type", "thread"}, {"slots", 1}}}}).find("locks.slots"),
+            std::string::npos);
   EXPECT_NE(rejection({{"store", "memory"}}).find("store: expected a JSON object"), std::string::npos);
   EXPECT_NE(rejection(nlohmann::json::array()).find("expected a JSON object"), std::string::npos);
 }
@@ -110,7 +155,8 @@ TEST(ConfigTest, WrongTypesAndBadValuesNameTheKey) {
 TEST(ConfigTest, CookiePrefixesAndSameSiteNoneAreChecked) {
   EXPECT_NE(rejection({{"cookie", {{"name", "__Host-sid"}}}}).find("__Host-"), std::string::npos);
   EXPECT_EQ(rejection({{"cookie", {{"name", "__Host-sid"}, {"secure", true}}}}), "");
-  EXPECT_NE(rejection({{"cookie", {{"name", "__Host-sid"}, {"secure", true}, {"domain", "a.org"}}}}).find("__Host-"),
+  EXPECT_NE(rejection({{"cookie", {{"name", "__Host-sid"}, {"secure", true}, {"domain", "a.org"}}}})
+                .find("__Host-"),
             std::string::npos);
   EXPECT_NE(rejection({{"cookie", {{"name", "__Secure-sid"}, {"secure", "auto"}}}}).find("__Secure-"),
             std::string::npos);

@@ -48,6 +48,7 @@ class SessionManagerTest : public ::testing::Test {
  protected:
   SessionManager make(nlohmann::json doc = nlohmann::json::object()) {
     if (!doc.contains("gc")) doc["gc"] = {{"every_n_requests", 0}};
+    if (!doc.contains("store")) doc["store"] = {{"type", "memory"}};
     return SessionManager(Config::from_json(doc), clock);
   }
   std::shared_ptr<FakeClock> clock = std::make_shared<FakeClock>();

@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <sys/mman.h>
 
+#include <filesystem>
+#include <fstream>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -170,14 +172,21 @@ TEST(LmdbSession, OpenAfterTheHolderWasKilledReportsTheDeadOwner) {
   shm_unlink(("/sessionkit-" + shm).c_str());
 }
 
-TEST(LmdbSession, DefaultDurableStoreCountsExactlyToo) {
-  // The default durability (fsync per commit), smaller run: it is the setting
-  // most deployments keep.
+TEST(LmdbSession, DefaultConfigIsADurableLmdbStoreWithShmLocks) {
+  // A config file without "store" and without locks.type: the default LMDB
+  // store (durable, fsync per commit), sessions.mdb beside the file, and shm
+  // locks; 4 processes count exactly with it. Only the region's name is set,
+  // so that the test does not share the default region with anything else.
   TempDir dir;
   const std::string shm_name = sessionkit::testing::unique_name("lmdbtest");
-  const nlohmann::json doc = {{"store", {{"type", "lmdb"}, {"path", (dir / "s.mdb").string()}}},
-                              {"locks", {{"type", "shm"}, {"name", shm_name}, {"wait_ms", kLockWaitMs}}}};
-  SessionManager m(Config::from_json(doc));
+  const std::filesystem::path file = dir / "sessions.json";
+  std::ofstream(file) << nlohmann::json({{"locks", {{"name", shm_name}, {"wait_ms", kLockWaitMs}}}}).dump();
+  const Config config = Config::from_file(file);
+  EXPECT_EQ(config.store.type, "lmdb");
+  EXPECT_EQ(config.locks.type, "shm");
+  SessionManager m(config);
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir / "sessions.mdb"));
+  EXPECT_TRUE(std::filesystem::exists("/dev/shm/sessionkit-" + shm_name));
   std::string cookie;
   {
     Session s = m.open("");
