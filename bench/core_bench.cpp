@@ -19,7 +19,7 @@ nlohmann::json sample_data(std::size_t pad_bytes) { return {{"n", 1}, {"pad", st
 
 // A full request cycle: open from a cookie, read, modify, save, unlock.
 void BM_SessionCycle_Memory(benchmark::State& state) {
-  Config config = Config::from_json({{"gc", {{"every_n_requests", 0}}}});
+  Config config = Config::from_json({{"store", {{"type", "memory"}}}, {"gc", {{"every_n_requests", 0}}}});
   SessionManager manager(config);
   const int sessions = 1000;
   std::vector<std::string> cookies;

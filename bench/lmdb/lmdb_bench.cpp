@@ -152,6 +152,7 @@ void raw_get_put(benchmark::State& state, std::string durability, bool indexed) 
     Config config = Config::from_json(
         {{"store",
           {{"type", "lmdb"}, {"path", (dir.path() / "sample.mdb").string()}, {"durability", "nosync"}}},
+         {"locks", {{"type", "thread"}}},
          {"gc", {{"every_n_requests", 0}}}});
     SessionManager manager(config);
     sessions = create_sessions(manager);

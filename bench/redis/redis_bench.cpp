@@ -132,8 +132,8 @@ BENCHMARK(BM_SessionCycle_Redis)->Arg(1024)->Threads(4)->UseRealTime();
 // The same cycle on the memory store with thread locks: what sessionkit itself
 // costs (cookie, codec, JSON), without any I/O.
 void BM_SessionCycle_Memory(benchmark::State& state) {
-  static SessionManager* memory =
-      new SessionManager(Config::from_json({{"gc", {{"every_n_requests", 0}}}}));  // lives until exit
+  static SessionManager* memory = new SessionManager(Config::from_json(
+      {{"store", {{"type", "memory"}}}, {"gc", {{"every_n_requests", 0}}}}));  // lives until exit
   std::string cookie;
   {
     Session s = memory->open("");

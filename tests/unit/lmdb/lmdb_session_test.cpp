@@ -221,6 +221,7 @@ TEST(LmdbSession, SweepThroughTheManagerRemovesOnlyIdleSessions) {
   TempDir dir;
   auto clock = std::make_shared<ManualClock>(std::chrono::system_clock::now());
   const nlohmann::json doc = {{"store", {{"type", "lmdb"}, {"path", (dir / "s.mdb").string()}}},
+                              {"locks", {{"type", "thread"}}},
                               {"timeouts", {{"idle_s", 60}}},
                               {"gc", {{"every_n_requests", 0}}}};
   SessionManager m(Config::from_json(doc), clock);
