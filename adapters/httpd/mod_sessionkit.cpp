@@ -2,7 +2,8 @@
 //
 // Directives (server and virtual-host context):
 //   SessionKitConfig /path/to/config.json   the sessionkit configuration of this (virtual) server
-//   SessionKitTestHooks On|Off              lets sessionkit-demo honour ?sleep_ms=N (tests only)
+//   SessionKitTestHooks On|Off              lets sessionkit-demo honour ?sleep_ms=N (tests only;
+//                                           logs the pid of the process holding the lock)
 //
 // Lifecycle (docs/adapters.md):
 //   post_config (parent, as root): every config file is read and checked; a bad
@@ -211,6 +212,11 @@ int demo_handler(request_rec* r) {
       // Test-only paths: hold the session a while; re-enter it through an
       // internal redirect or a subrequest (which must reuse this session).
       if (long long ms = std::atoll(query_value(r, "sleep_ms").c_str()); ms > 0) {
+        // Names this process, so a test can kill the one that holds the lock.
+        // NOTICE: httpd logs it whatever the LogLevel.
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                      "sessionkit: test hook: pid %ld holding the session lock for %lld ms",
+                      static_cast<long>(getpid()), ms);
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       }
       if (std::string target = query_value(r, "redirect"); !target.empty()) {
