@@ -229,26 +229,27 @@ std::size_t ConnectionPool::open_connections() const {
   return state_->open;
 }
 
-redisContext* ConnectionPool::connect() const {
-  const timeval connect_tv = to_timeval(options_.connect_timeout);
-  redisContext* ctx = options_.unix_socket.empty()
-                          ? redisConnectWithTimeout(options_.host.c_str(), options_.port, connect_tv)
-                          : redisConnectUnixWithTimeout(options_.unix_socket.c_str(), connect_tv);
-  if (ctx == nullptr) throw Error(errc::unavailable, description_ + ": connect: out of memory");
+redisContext* connect(const ConnectionOptions& options) {
+  const std::string description = describe(options);
+  const timeval connect_tv = to_timeval(options.connect_timeout);
+  redisContext* ctx = options.unix_socket.empty()
+                          ? redisConnectWithTimeout(options.host.c_str(), options.port, connect_tv)
+                          : redisConnectUnixWithTimeout(options.unix_socket.c_str(), connect_tv);
+  if (ctx == nullptr) throw Error(errc::unavailable, description + ": connect: out of memory");
   if (ctx->err != 0) {
-    const std::string message = description_ + ": connect: " + ctx->errstr;
+    const std::string message = description + ": connect: " + ctx->errstr;
     free_context(ctx);
     throw Error(errc::unavailable, message);
   }
   // Exec'd programs (CGI children) must not inherit the connection.
   const int flags = ::fcntl(ctx->fd, F_GETFD);
   if (flags >= 0) ::fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
-  if (redisSetTimeout(ctx, to_timeval(options_.command_timeout)) != REDIS_OK) {
-    const std::string message = description_ + ": setting the command timeout: " + ctx->errstr;
+  if (redisSetTimeout(ctx, to_timeval(options.command_timeout)) != REDIS_OK) {
+    const std::string message = description + ": setting the command timeout: " + ctx->errstr;
     free_context(ctx);
     throw Error(errc::io, message);
   }
-  if (options_.unix_socket.empty()) redisEnableKeepAlive(ctx);  // best effort: finds dead peers of idle links
+  if (options.unix_socket.empty()) redisEnableKeepAlive(ctx);  // best effort: finds dead peers of idle links
   // hiredis frees its read buffer after every reply larger than 16 KiB and
   // grows it again for the next one; keep it instead (a connection holds at
   // most one buffer as large as the largest record it has read).
@@ -266,12 +267,12 @@ redisContext* ConnectionPool::connect() const {
         redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
     if (reply.get() == nullptr) {
       block.failed();
-      const std::string message = description_ + ": " + what + ": " + ctx->errstr;
+      const std::string message = description + ": " + what + ": " + ctx->errstr;
       free_context(ctx);
       throw Error(errc::unavailable, message);
     }
     if (reply.is_error()) {
-      const std::string message = options_.section + "." + key + ": " + description_ + " refused " + what +
+      const std::string message = options.section + "." + key + ": " + description + " refused " + what +
                                   ": " + std::string(reply.str());
       free_context(ctx);
       // LOADING and the like are transient; a refusal of AUTH or SELECT is not.
@@ -281,19 +282,21 @@ redisContext* ConnectionPool::connect() const {
       throw Error(errc::bad_config, message);
     }
   };
-  if (!options_.password.empty()) {
-    if (options_.user.empty()) {
-      setup({"AUTH", options_.password}, "password", "AUTH");
+  if (!options.password.empty()) {
+    if (options.user.empty()) {
+      setup({"AUTH", options.password}, "password", "AUTH");
     } else {
-      setup({"AUTH", options_.user, options_.password}, "password", "AUTH");
+      setup({"AUTH", options.user, options.password}, "password", "AUTH");
     }
   }
-  if (options_.db != 0) {
-    const std::string db = std::to_string(options_.db);
+  if (options.db != 0) {
+    const std::string db = std::to_string(options.db);
     setup({"SELECT", db}, "db", "SELECT");
   }
   return ctx;
 }
+
+redisContext* ConnectionPool::connect() const { return redis::connect(options_); }
 
 ConnectionPool::Lease ConnectionPool::acquire() {
   State& s = state();

@@ -126,6 +126,13 @@ class AmbiguousError : public Error {
   bool timed_out_;
 };
 
+// Opens one connection as `options` say: connect timeout, command timeout
+// (SO_RCVTIMEO/SO_SNDTIMEO), close-on-exec, AUTH and SELECT. The caller owns
+// it (redisFree). Throws unavailable when Redis cannot be reached and
+// bad_config when it refuses AUTH or SELECT. The pools below use it; so may a
+// program that wants a plain hiredis connection configured like sessionkit's.
+redisContext* connect(const ConnectionOptions& options);
+
 enum class Idempotent { yes, no };
 
 class ConnectionPool {

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   using namespace sessionkit::bench;
   Options options = parse_options(argc, argv);
   std::signal(SIGINT, on_sigint);
+  std::signal(SIGPIPE, SIG_IGN);  // a Redis that closes a connection is an error, not the end
 
   std::vector<std::string> points = options.sweep_values;
   if (points.empty()) points.emplace_back();

@@ -17,7 +17,11 @@ throughput and latency beside baselines measured in the same run.
 Store and locks:
   --config FILE            a sessionkit JSON configuration (overrides the shorthands)
   --store lmdb|file|memory|redis   (default lmdb)
-  --locks shm|fcntl|thread|none|redis  (default shm; thread with --store memory)
+  --locks shm|fcntl|thread|none|redis  (default shm; thread with --store memory,
+                           redis with --store redis)
+  --redis HOST:PORT|PATH   the Redis server of redis stores and locks (default 127.0.0.1:6379;
+                           a path is a Unix socket). Keys go under a prefix of their own,
+                           removed at the end of the run
   --durability MODE        lmdb: durable|nometasync|nosync, file: durable|nosync
   --write-map              lmdb: "write_map": true (MDB_WRITEMAP, see docs/lmdb.md)
   --shards N               lmdb: "shards": N environments, ids spread by hash (default 1)
@@ -123,6 +127,18 @@ Options parse_options(int argc, char** argv) {
       o.store = next();
     } else if (arg == "--locks") {
       o.locks = next();
+    } else if (arg == "--redis") {
+      const std::string address = next();
+      const auto colon = address.rfind(':');
+      if (address.find('/') != std::string::npos) {
+        o.redis_socket = address;
+      } else if (colon == std::string::npos || colon == 0) {
+        usage_error("--redis wants HOST:PORT or a Unix socket path (holding a '/'), got \"" + address + "\"");
+      } else {
+        o.redis_host = address.substr(0, colon);
+        o.redis_port =
+            static_cast<std::uint16_t>(to_uint("--redis port", address.substr(colon + 1), 1, 65535));
+      }
     } else if (arg == "--durability") {
       o.durability = next();
     } else if (arg == "--write-map") {

@@ -11,9 +11,13 @@ namespace sessionkit::bench {
 enum class Format { table, json, csv };
 
 struct Options {
-  std::string config_file;           // --config: a sessionkit JSON config; shorthands ignored
-  std::string store;                 // --store lmdb|file|memory|redis (default: lmdb when built)
-  std::string locks;                 // --locks shm|fcntl|thread|none (default: shm, thread for memory)
+  std::string config_file;  // --config: a sessionkit JSON config; shorthands ignored
+  std::string store;        // --store lmdb|file|memory|redis (default: lmdb when built)
+  std::string locks;        // --locks shm|fcntl|thread|none|redis (default: shm, thread for memory)
+  // --redis HOST:PORT or a Unix socket path: the server of redis stores and locks.
+  std::string redis_host = "127.0.0.1";
+  std::uint16_t redis_port = 6379;
+  std::string redis_socket;          // set: used instead of host and port
   std::string durability;            // --durability for lmdb/file (default: the store's own)
   bool write_map = false;            // --write-map: lmdb "write_map": true
   unsigned shards = 1;               // --shards N: lmdb "shards": N

@@ -63,13 +63,14 @@ void print_table(std::FILE* out, const std::vector<RunResult>& runs, const std::
                  static_cast<unsigned long long>(r.lock_waits),
                  static_cast<unsigned long long>(r.lock_timeouts),
                  static_cast<unsigned long long>(r.owner_deaths), static_cast<unsigned long long>(r.errors));
-    std::fprintf(out,
-                 "  verified: %llu acknowledged updates, %llu lost, %llu unacknowledged; store %lld records, "
-                 "%lld bytes\n",
+    auto known = [](std::int64_t n, const char* unit) {
+      return n < 0 ? std::string("? ") + unit : std::to_string(n) + " " + unit;
+    };
+    std::fprintf(out, "  verified: %llu acknowledged updates, %llu lost, %llu unacknowledged; store %s, %s\n",
                  static_cast<unsigned long long>(r.acknowledged),
                  static_cast<unsigned long long>(r.lost_updates),
-                 static_cast<unsigned long long>(r.extra_updates), static_cast<long long>(r.store_records),
-                 static_cast<long long>(r.store_bytes));
+                 static_cast<unsigned long long>(r.extra_updates), known(r.store_records, "records").c_str(),
+                 known(r.store_bytes, "bytes").c_str());
     if (r.interrupted) {
       std::fprintf(out, "  (interrupted: partial run; baselines shown only where they ran)\n");
     }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <stdexcept>
 
@@ -15,6 +16,10 @@
 #include "sessionkit/sessionkit.hpp"
 #if SESSIONKIT_HAVE_LMDB
 #include "bench/tool/raw_lmdb.hpp"
+#endif
+#if SESSIONKIT_HAVE_REDIS
+#include "backends/redis/redis_config.hpp"
+#include "bench/tool/raw_redis.hpp"
 #endif
 
 namespace sessionkit::bench {
@@ -57,6 +62,12 @@ std::string default_store() {
   return std::find(types.begin(), types.end(), "lmdb") != types.end() ? "lmdb" : "memory";
 }
 
+// The connection keys of a redis section, from --redis.
+nlohmann::json redis_address(const Options& o) {
+  if (!o.redis_socket.empty()) return {{"unix_socket", o.redis_socket}};
+  return {{"host", o.redis_host}, {"port", o.redis_port}};
+}
+
 // The configuration document of this run and the directory it resolves against.
 nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* base_dir) {
   nlohmann::json doc;
@@ -70,16 +81,27 @@ nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* bas
   }
   *base_dir = work;
   const std::string store = o.store.empty() ? default_store() : o.store;
-  const std::string locks = !o.locks.empty() ? o.locks : store == "memory" ? "thread" : "shm";
+  const std::string locks = !o.locks.empty()    ? o.locks
+                            : store == "memory" ? "thread"
+                            : store == "redis"  ? "redis"
+                                                : "shm";
+  const std::string run_tag = std::to_string(getpid()) + "-" + work.filename().string();
   nlohmann::json s = {{"type", store}};
+  if (store == "redis") {
+    s.update(redis_address(o));
+    s["prefix"] = "sessionkit-bench:" + run_tag + ":";
+  }
   if (store == "lmdb") s["path"] = (work / "sessions.mdb").string();
   if (store == "file") s["path"] = (work / "sessions").string();
   if (!o.durability.empty()) s["durability"] = o.durability;
   if (o.write_map) s["write_map"] = true;
   if (o.shards > 1) s["shards"] = o.shards;
   nlohmann::json l = {{"type", locks}, {"slots", o.slots}};
-  if (locks == "shm")
-    l["name"] = "sessionkit-bench-" + std::to_string(getpid()) + "-" + work.filename().string();
+  if (locks == "shm") l["name"] = "sessionkit-bench-" + run_tag;
+  if (locks == "redis") {
+    l.update(redis_address(o));
+    l["prefix"] = "sessionkit-bench:" + run_tag + ":";
+  }
   if (locks == "fcntl") l["path"] = (work / "sessions.locks").string();
   doc["store"] = s;
   doc["locks"] = l;
@@ -88,14 +110,19 @@ nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* bas
   return doc;
 }
 
+// The key prefix of a redis section, as the back end reads it.
+std::string redis_prefix(const nlohmann::json& section) { return section.value("prefix", "sessionkit:"); }
+
 // The section for a baseline copy of a store or lock manager: same settings,
-// its own file or name.
+// its own file, name or key prefix (a Redis session key is prefix + id, and
+// ids hold no ':', so "<prefix>baseline:" names no session).
 nlohmann::json baseline_section(nlohmann::json section, const fs::path& work) {
   if (section.contains("path")) {
     section["path"] =
         (work / ("baseline-" + fs::path(section["path"].get<std::string>()).filename().string())).string();
   }
   if (section.contains("name")) section["name"] = section["name"].get<std::string>() + "-baseline";
+  if (section.value("type", "") == "redis") section["prefix"] = redis_prefix(section) + "baseline:";
   return section;
 }
 
@@ -205,24 +232,51 @@ class RawLockWorker final : public ProcessWorker {
 
 double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
-// Removes the lock regions a shorthand run created, so runs leave nothing in /dev/shm.
-class RegionCleanup {
+// Removes what a run left outside its work directory: the lock regions of a
+// shorthand run, and in Redis the baselines' keys and, for a shorthand run,
+// every key under the run's own prefix.
+class RunCleanup {
  public:
-  explicit RegionCleanup(const nlohmann::json& doc) {
+  RunCleanup(const nlohmann::json& doc, const fs::path& base_dir, bool shorthand) {
     const nlohmann::json& locks = doc["locks"];
-    if (locks.value("type", "") == "shm" && locks.contains("name")) name_ = locks["name"].get<std::string>();
+    if (shorthand && locks.value("type", "") == "shm" && locks.contains("name")) {
+      region_ = locks["name"].get<std::string>();
+    }
+#if SESSIONKIT_HAVE_REDIS
+    for (const char* name : {"store", "locks"}) {
+      const nlohmann::json& section = doc[name];
+      if (section.value("type", "") != "redis") continue;
+      redis::ConnectionOptions connection = std::string(name) == "store"
+                                                ? redis::parse_store_section(section, base_dir).connection
+                                                : redis::parse_lock_section(section, base_dir).connection;
+      const std::string prefix = redis_prefix(section);
+      redis_.push_back({connection, shorthand ? prefix : prefix + "baseline:"});
+    }
+#else
+    (void)base_dir;
+#endif
   }
-  ~RegionCleanup() {
-    if (name_.empty()) return;
+  ~RunCleanup() {
     try {
-      ShmLockManager::remove(name_);
-      ShmLockManager::remove(name_ + "-baseline");
-    } catch (const std::exception&) {
+      if (!region_.empty()) {
+        ShmLockManager::remove(region_);
+        ShmLockManager::remove(region_ + "-baseline");
+      }
+#if SESSIONKIT_HAVE_REDIS
+      for (const auto& [connection, prefix] : redis_) remove_redis_keys(connection, prefix);
+#endif
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sessionkit-bench: cleaning up: %s\n", e.what());
     }
   }
+  RunCleanup(const RunCleanup&) = delete;
+  RunCleanup& operator=(const RunCleanup&) = delete;
 
  private:
-  std::string name_;
+  std::string region_;
+#if SESSIONKIT_HAVE_REDIS
+  std::vector<std::pair<redis::ConnectionOptions, std::string>> redis_;
+#endif
 };
 
 }  // namespace
@@ -232,9 +286,10 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   WorkDir work(o.dir);
   fs::path base_dir;
   const nlohmann::json doc = make_config(o, work.path(), &base_dir);
-  std::optional<RegionCleanup> regions;
-  if (o.config_file.empty()) regions.emplace(doc);
   const Config config = Config::from_json(doc, base_dir);
+  // Made after the config is checked: it reads the sections as the back ends do.
+  RunCleanup cleanup(nlohmann::json{{"store", *config.store.section}, {"locks", *config.locks.section}},
+                     base_dir, o.config_file.empty());
   const bool cross_process = o.procs > 1;
   if (cross_process && config.store.type == "memory") {
     throw std::runtime_error("the memory store lives in one process: use --threads, not --procs, with it");
@@ -282,16 +337,21 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   std::shared_ptr<LockManager> raw_locks;
   const nlohmann::json store_section = baseline_section(*config.store.section, work.path());
   const nlohmann::json lock_section = baseline_section(*config.locks.section, work.path());
-  bool lmdb_baseline = false;  // raw LMDB get+put is the baseline; otherwise raw store load+save
+  // The baseline of the ratio: raw LMDB get+put, raw Redis GET+SET, else raw store load+save.
+  const char* baseline_name = "raw store load+save";
+  bool database_baseline = false;
+  const auto raw_ttl = std::chrono::hours(24);
 #if SESSIONKIT_HAVE_LMDB
   RawLmdbFlags lmdb_flags;
   const fs::path lmdb_path = work.path() / "raw-baseline.mdb";
 #endif
+#if SESSIONKIT_HAVE_REDIS
+  redis::ConnectionOptions redis_connection;
+  const std::string redis_raw_prefix = redis_prefix(*config.store.section) + "baseline:raw:";
+#endif
   if (o.baselines) {
     raw_store = Registry::global().store(config.store.type).create(store_section, base_dir);
-    for (const std::string& id : ids) {
-      raw_store->save(id, record, std::chrono::system_clock::now() + std::chrono::hours(24));
-    }
+    for (const std::string& id : ids) raw_store->save(id, record, std::chrono::system_clock::now() + raw_ttl);
     baselines.push_back({"raw store",
                          [&]() -> std::unique_ptr<ProcessWorker> {
                            if (!cross_process) return std::make_unique<RawStoreWorker>(raw_store, ids);
@@ -319,7 +379,20 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
       populate_raw_lmdb(lmdb_path, lmdb_flags, ids, record);
       baselines.push_back({"raw lmdb", [&]() { return make_raw_lmdb_worker(lmdb_path, lmdb_flags, ids); },
                            &r.baseline_ops_per_sec, PhaseResult{}});
-      lmdb_baseline = true;
+      baseline_name = "raw LMDB get+put";
+      database_baseline = true;
+    }
+#endif
+#if SESSIONKIT_HAVE_REDIS
+    if (config.store.type == "redis") {
+      redis_connection = redis::parse_store_section(*config.store.section, base_dir).connection;
+      populate_raw_redis(redis_connection, redis_raw_prefix, ids, record, raw_ttl);
+      baselines.push_back(
+          {"raw redis",
+           [&]() { return make_raw_redis_worker(redis_connection, redis_raw_prefix, ids, raw_ttl); },
+           &r.baseline_ops_per_sec, PhaseResult{}});
+      baseline_name = "raw Redis GET+SET";
+      database_baseline = true;
     }
 #endif
   }
@@ -369,8 +442,14 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   for (const Baseline& b : baselines) {
     if (b.total.ops > 0) *b.result = b.total.ops_per_sec();
   }
-  if (!lmdb_baseline) r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
-  if (r.baseline_ops_per_sec) r.baseline_name = lmdb_baseline ? "raw LMDB get+put" : "raw store load+save";
+  if (!database_baseline) r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
+  if (r.baseline_ops_per_sec) r.baseline_name = baseline_name;
+
+  // The run's sessions are not left behind in a store that outlives it.
+  for (const std::string& id : ids) {
+    setup.store().remove(id);
+    if (raw_store) raw_store->remove(id);
+  }
   return r;
 }
 
