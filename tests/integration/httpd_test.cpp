@@ -1,4 +1,4 @@
-// mod_sessionkit inside a real Apache httpd, under the prefork and event MPMs.
+// mod_sessionkit inside a real Apache httpd, under the prefork, worker and event MPMs.
 #include <gtest/gtest.h>
 
 #include <pwd.h>
@@ -6,11 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <thread>
 
+#include "cookie_signer.hpp"
 #include "locks/shm_lock_manager.hpp"
+#include "session_id.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/httpd_fixture.hpp"
 #include "tests/support/httpd_server.hpp"
@@ -20,6 +24,7 @@ namespace sessionkit::testing {
 namespace {
 
 namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 
 class HttpdTest : public HttpdFixture, public ::testing::WithParamInterface<std::string> {
  protected:
@@ -30,17 +35,38 @@ class HttpdTest : public HttpdFixture, public ::testing::WithParamInterface<std:
              std::vector<std::string> modules = {}, int wait_ms = 3000) {
     server_ = std::make_unique<HttpdServer>(
         dir_.path(), HttpdOptions{GetParam(), config_path(), true, std::move(modules), extra, "www-data"});
-    write_config(session_config(server_->data_dir(), region_, store, wait_ms));
-    ASSERT_TRUE(server_->start()) << server_->error_log();
+    nlohmann::json config = session_config(server_->data_dir(), region_, store, wait_ms);
+    config.merge_patch(config_patch_);
+    write_config(config);
+    start_server();
   }
 
-  // True once a request holds the lock of the session `cookie` ("sid=<id>")
-  // names: its slot in the shm region, probed from this process.
+  // Starts server_ and checks that it runs the MPM under test (httpd loads
+  // exactly one).
+  void start_server() {
+    ASSERT_TRUE(server_->start()) << server_->error_log();
+    const std::string maps = read_file("/proc/" + std::to_string(server_->pid()) + "/maps");
+    ASSERT_NE(maps.find("/mod_mpm_" + GetParam() + ".so"), std::string::npos) << maps;
+  }
+
+  // The pid the demo handler logs when ?sleep_ms=N holds a session's lock
+  // (the most recent one), or -1 before any did.
+  pid_t lock_holder() const {
+    const std::string log = server_->error_log();
+    const std::string mark = "sessionkit: test hook: pid ";
+    const std::size_t at = log.rfind(mark);
+    return at == std::string::npos ? -1 : static_cast<pid_t>(std::stol(log.substr(at + mark.size())));
+  }
+
+  // True once a request holds the lock of the session `cookie` ("sid=<id>",
+  // or "sid=<id>.<signature>") names: its slot in the shm region, probed from
+  // this process.
   bool wait_until_locked(const std::string& cookie) {
     ShmLockOptions o;
     o.name = region_;  // and the default layout, as the config above
     ShmLockManager probe(o);
-    const std::uint32_t slot = probe.slot_for(cookie.substr(cookie.find('=') + 1));
+    const std::string value = cookie.substr(cookie.find('=') + 1);
+    const std::uint32_t slot = probe.slot_for(value.substr(0, value.find('.')));
     return eventually(
         [&] {
           if (probe.try_lock(slot) == LockStatus::timed_out) return true;
@@ -66,10 +92,13 @@ class HttpdTest : public HttpdFixture, public ::testing::WithParamInterface<std:
     server_->graceful_restart();
     return eventually([&] { return generations() != before; }, std::chrono::seconds(30));
   }
+
+  // Merged (RFC 7386) into the session_config() that start() writes.
+  nlohmann::json config_patch_ = nlohmann::json::object();
 };
 
 TEST_P(HttpdTest, CookieRoundTripAndBadCookies) {
-  start();
+  ASSERT_NO_FATAL_FAILURE(start());
   HttpClient client(port());
   std::string cookie;
   ASSERT_NO_FATAL_FAILURE(expect_session_created_and_found(
@@ -78,7 +107,7 @@ TEST_P(HttpdTest, CookieRoundTripAndBadCookies) {
 }
 
 TEST_P(HttpdTest, RedirectsAndSubrequestsReuseTheSession) {
-  start();
+  ASSERT_NO_FATAL_FAILURE(start());
   HttpClient client(port());
   const std::string cookie = client.get("/demo").cookie();
   // Outer handler and redirected handler both increment the one locked session:
@@ -113,7 +142,7 @@ const std::string kVisitsLocation = "<Location /visits>\n  SetHandler visits\n</
 constexpr int kHammerWaitMs = 60'000;
 
 TEST_P(HttpdTest, NoLostUpdatesWithLmdb) {
-  start("lmdb", kVisitsLocation, kVisits, kHammerWaitMs);
+  ASSERT_NO_FATAL_FAILURE(start("lmdb", kVisitsLocation, kVisits, kHammerWaitMs));
   no_lost_updates(port());
 }
 
@@ -121,12 +150,12 @@ TEST_P(HttpdTest, NoLostUpdatesWithLmdb) {
 class HttpdFileStoreTest : public HttpdTest {};
 
 TEST_P(HttpdFileStoreTest, NoLostUpdates) {
-  start("file", kVisitsLocation, kVisits, kHammerWaitMs);
+  ASSERT_NO_FATAL_FAILURE(start("file", kVisitsLocation, kVisits, kHammerWaitMs));
   no_lost_updates(port());
 }
 
 TEST_P(HttpdFileStoreTest, StoreFailureIs500AndLogged) {
-  start("file");
+  ASSERT_NO_FATAL_FAILURE(start("file"));
   HttpClient client(port());
   const std::string cookie = client.get("/demo").cookie();
   // The children run unprivileged: read-only store directories make saves fail.
@@ -140,7 +169,7 @@ TEST_P(HttpdFileStoreTest, StoreFailureIs500AndLogged) {
 }
 
 TEST_P(HttpdTest, LockDeadlineIs503WithRetryAfter) {
-  start();
+  ASSERT_NO_FATAL_FAILURE(start());
   HttpClient client(port());
   const std::string cookie = client.get("/demo").cookie();
   std::thread slow([&] {
@@ -171,7 +200,7 @@ std::size_t open_descriptors(pid_t pid) {
 }
 
 TEST_P(HttpdTest, LockRegionBelongsToTheChildrenAndSurvivesRestarts) {
-  start();
+  ASSERT_NO_FATAL_FAILURE(start());
   HttpClient client(port());
   const std::string cookie = client.get("/demo").cookie();
   struct stat st {};
@@ -192,7 +221,7 @@ TEST_P(HttpdTest, LockRegionBelongsToTheChildrenAndSurvivesRestarts) {
 }
 
 TEST_P(HttpdTest, ExampleModuleLogsInAndOut) {
-  start("lmdb", kVisitsLocation, kVisits);
+  ASSERT_NO_FATAL_FAILURE(start("lmdb", kVisitsLocation, kVisits));
   HttpClient client(port());
   HttpResponse guest = client.get("/visits");
   EXPECT_EQ(guest.body, "guest: 1 visits\n");
@@ -211,32 +240,46 @@ TEST_P(HttpdTest, ExampleModuleLogsInAndOut) {
   EXPECT_EQ(client.get("/visits", ada_cookie).body, "guest: 1 visits\n");
 }
 
+// The child holding a session's lock is SIGKILLed (that one only): the very
+// next request for the session gets the lock at once (robust mutex, not the
+// deadline) and continues from the last saved count.
 TEST_P(HttpdTest, KilledLockHolderDoesNotHangTheSession) {
-  start();
+  // Far above any stall here: a request that got the lock only at its
+  // deadline would take 10 s and answer 503.
+  constexpr int kWaitMs = 10'000;
+  ASSERT_NO_FATAL_FAILURE(start("lmdb", "", {}, kWaitMs));
   HttpClient client(port());
   const std::string cookie = client.get("/demo").cookie();
-  std::thread slow([&] {
+  ASSERT_EQ(client.get("/demo", cookie).body, "2");  // the last saved value
+  HttpResponse killed;
+  std::jthread slow([&] {
     HttpClient c(port());
-    c.get("/demo?sleep_ms=20000", cookie);  // dies with its child
+    killed = c.get("/demo?sleep_ms=20000", cookie);  // dies with its child
   });
+  ASSERT_TRUE(eventually([&] { return lock_holder() > 0; }, std::chrono::seconds(30)))
+      << server_->error_log();
+  const pid_t holder = lock_holder();
   ASSERT_TRUE(wait_until_locked(cookie)) << server_->error_log();
-  for (pid_t child : server_->children()) kill(child, SIGKILL);  // the holder among them
+  const std::vector<pid_t> children = server_->children();
+  ASSERT_NE(std::find(children.begin(), children.end(), holder), children.end())
+      << "pid " << holder << " is not a child of httpd";
+  ASSERT_EQ(kill(holder, SIGKILL), 0);
   slow.join();
-  const auto start = std::chrono::steady_clock::now();
-  HttpResponse next;
-  for (int i = 0; i < 50 && next.status != 200; ++i) {
-    HttpClient c(port());
-    next = c.get("/demo", cookie);
-    if (next.status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  EXPECT_EQ(killed.status, 0);  // no answer: its process is gone, and it never saved
+
+  HttpClient next_client(port());  // `client`'s connection may have been the killed child's
+  const auto start = Clock::now();
+  HttpResponse next = next_client.get("/demo", cookie);
+  const auto elapsed = Clock::now() - start;
   EXPECT_EQ(next.status, 200) << server_->error_log();
   EXPECT_TRUE(next.header("set-cookie").empty());
-  EXPECT_EQ(next.body, "2");  // the killed request never saved
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
+  EXPECT_EQ(next.body, "3");
+  EXPECT_LT(elapsed, std::chrono::milliseconds(kWaitMs / 2));  // well within locks.wait_ms
+  EXPECT_EQ(next_client.get("/demo", cookie).body, "4");       // and the slot keeps working
 }
 
 TEST_P(HttpdTest, GracefulRestartKeepsSessions) {
-  start();
+  ASSERT_NO_FATAL_FAILURE(start());
   HttpClient first(port());
   const std::string cookie = first.get("/demo").cookie();
   std::atomic<bool> stop{false};
@@ -273,6 +316,126 @@ TEST_P(HttpdTest, GracefulRestartKeepsSessions) {
   EXPECT_GT(ok.load(), 0);
 }
 
+// 32 random bytes, padded base64 (openssl rand -base64 32): the signed-cookie test's key.
+constexpr const char* kSigningKey = "5OwPckSqlMEL1ONC9e+MIs2yTkxvkXKaL3rep4sqEWM=";
+
+// With cookie.signing_keys the cookie is "sid=<id>.<signature>"
+// (core/src/cookie_signer.hpp). A known id whose signature was altered gets a
+// new session and a new cookie, and the session it names is neither destroyed
+// nor advanced; so do the bare id and a correctly signed id never issued.
+TEST_P(HttpdTest, AlteredSignatureOnAKnownIdGetsANewSession) {
+  config_patch_ = {{"cookie", {{"signing_keys", {kSigningKey}}}}};
+  ASSERT_NO_FATAL_FAILURE(start());
+  HttpClient client(port());
+  std::string cookie;
+  ASSERT_NO_FATAL_FAILURE(expect_session_created_and_found(
+      client, "/demo", "", [&] { return server_->error_log(); }, &cookie));
+  constexpr std::size_t kSignatureLength = 43;  // base64url of an HMAC-SHA256
+  ASSERT_EQ(cookie.size(), 4 + detail::kIdLength + 1 + kSignatureLength) << cookie;
+  ASSERT_EQ(cookie[4 + detail::kIdLength], '.') << cookie;
+  const std::string id = cookie.substr(4, detail::kIdLength);
+  std::string raw_key;
+  ASSERT_TRUE(detail::base64_decode(kSigningKey, raw_key));
+  const detail::CookieSigner signer({raw_key});
+  ASSERT_EQ("sid=" + signer.encode(id), cookie);  // signed with the configured key
+
+  // Fresh session `bad` got: counter 1, a signed cookie for another id, which
+  // then finds that new session.
+  auto expect_new_session = [&](const std::string& bad) {
+    HttpResponse r = client.get("/demo", bad);
+    EXPECT_EQ(r.status, 200) << bad;
+    EXPECT_EQ(r.body, "1") << bad;
+    expect_new_session_cookie(r.header("set-cookie"));
+    const std::string fresh = r.cookie();
+    EXPECT_EQ(fresh.size(), cookie.size()) << fresh;
+    EXPECT_NE(fresh.substr(4, detail::kIdLength), id) << bad;
+    EXPECT_EQ(client.get("/demo", fresh).body, "2") << fresh;
+  };
+
+  std::string forged = cookie;
+  char& flipped = forged[4 + detail::kIdLength + 1 + kSignatureLength / 2];  // mid-signature
+  flipped = flipped == 'A' ? 'B' : 'A';
+  expect_new_session(forged);
+  EXPECT_EQ(client.get("/demo", cookie).body, "3");  // the real session survived the forgery
+
+  expect_new_session("sid=" + id);                                            // unsigned
+  expect_new_session("sid=" + signer.encode(detail::generate_session_id()));  // never issued
+  EXPECT_EQ(client.get("/demo", cookie).body, "4");
+}
+
+// The main server's SessionKitConfig, a virtual host with its own (another
+// cookie name, store file and lock region) and one without (it inherits the
+// main server's), each on a port of its own.
+TEST_P(HttpdTest, VirtualHostWithItsOwnConfigKeepsItsOwnSessions) {
+  const std::string vhost_config = (dir_ / "vhost.json").string();
+  HttpdOptions options{GetParam(), config_path(), true, {}, "", "www-data"};
+  options.virtual_hosts = {{vhost_config, ""}, {"", ""}};
+  server_ = std::make_unique<HttpdServer>(dir_.path(), std::move(options));
+  const fs::path main_store = server_->data_dir() / "sessions.mdb";
+  const fs::path vhost_store = server_->data_dir() / "vhost.mdb";
+  const std::string vhost_region = another_region("httpd-vhost");
+  nlohmann::json main_config = session_config(server_->data_dir(), region_, "lmdb", 3000);
+  ASSERT_EQ(main_config["store"]["path"], main_store.string());
+  write_config(main_config);
+  nlohmann::json own = session_config(server_->data_dir(), vhost_region, "lmdb", 3000);
+  own["store"]["path"] = vhost_store.string();
+  own["cookie"]["name"] = "vsid";
+  std::ofstream(vhost_config) << own.dump(2);
+  ASSERT_NO_FATAL_FAILURE(start_server());
+
+  HttpClient main_host(port());
+  HttpClient own_host(server_->virtual_host_port(0));
+  HttpClient inheriting_host(server_->virtual_host_port(1));
+  // `cookie` continues a session at `host`: 200, `count`, no Set-Cookie.
+  auto expect_count = [&](HttpClient& host, const std::string& cookie, const std::string& count) {
+    HttpResponse r = host.get("/demo", cookie);
+    EXPECT_EQ(r.status, 200) << server_->error_log();
+    EXPECT_EQ(r.body, count) << cookie;
+    EXPECT_TRUE(r.header("set-cookie").empty()) << cookie << ": " << r.header("set-cookie");
+  };
+  // `cookie` starts a new session at `host`: counter 1 and a `name` cookie for
+  // another id than `not_id`. Returns that cookie.
+  auto expect_new = [&](HttpClient& host, const std::string& cookie, const std::string& name,
+                        const std::string& not_id) {
+    HttpResponse r = host.get("/demo", cookie);
+    EXPECT_EQ(r.status, 200) << server_->error_log();
+    EXPECT_EQ(r.body, "1") << cookie;
+    EXPECT_EQ(r.cookie().substr(0, name.size() + 1), name + "=") << r.header("set-cookie");
+    EXPECT_NE(r.cookie(), name + "=" + not_id);
+    return r.cookie();
+  };
+
+  const std::string a = expect_new(main_host, "", "sid", "");
+  const std::string b = expect_new(own_host, "", "vsid", "");
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  const std::string a_id = a.substr(4);
+  const std::string b_id = b.substr(5);
+  expect_count(main_host, a, "2");
+  expect_count(own_host, b, "2");
+
+  // A's id means nothing at B, under A's cookie name or B's, nor B's at A:
+  // separate stores, so each starts a new session.
+  expect_new(own_host, a, "vsid", a_id);
+  expect_new(own_host, "vsid=" + a_id, "vsid", a_id);
+  expect_new(main_host, "sid=" + b_id, "sid", b_id);
+
+  // A browser sends both cookies to both ports: each host picks its own (and
+  // "vsid=" first is no "sid=" to the main host).
+  const std::string both = b + "; " + a;
+  expect_count(main_host, both, "3");
+  expect_count(own_host, both, "3");
+  // The host without a SessionKitConfig of its own shares the main server's sessions.
+  expect_count(inheriting_host, both, "4");
+  expect_new(inheriting_host, "sid=" + b_id, "sid", b_id);
+  expect_count(main_host, a, "5");
+
+  EXPECT_TRUE(fs::is_regular_file(main_store)) << main_store;
+  EXPECT_TRUE(fs::is_regular_file(vhost_store)) << vhost_store;
+  EXPECT_TRUE(fs::exists("/dev/shm/sessionkit-" + region_));
+  EXPECT_TRUE(fs::exists("/dev/shm/sessionkit-" + vhost_region));
+}
+
 TEST_P(HttpdTest, BadConfigStopsHttpdNamingFileAndKey) {
   server_ = std::make_unique<HttpdServer>(dir_.path(),
                                           HttpdOptions{GetParam(), config_path(), true, {}, "", "www-data"});
@@ -285,7 +448,7 @@ TEST_P(HttpdTest, BadConfigStopsHttpdNamingFileAndKey) {
 
 INSTANTIATE_TEST_SUITE_P(Mpm, HttpdFileStoreTest, ::testing::Values("prefork"),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
-INSTANTIATE_TEST_SUITE_P(Mpm, HttpdTest, ::testing::Values("prefork", "event"),
+INSTANTIATE_TEST_SUITE_P(Mpm, HttpdTest, ::testing::Values("prefork", "worker", "event"),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 }  // namespace

@@ -15,6 +15,12 @@ void HttpdFixture::TearDown() {
     expect_no_sanitizer_report(server_->error_log());
   }
   ShmLockManager::remove(region_);
+  for (const std::string& region : other_regions_) ShmLockManager::remove(region);
+}
+
+std::string HttpdFixture::another_region(const std::string& prefix) {
+  other_regions_.push_back(unique_name(prefix));
+  return other_regions_.back();
 }
 
 std::string HttpdFixture::config_path() const { return (dir_.path() / "sessions.json").string(); }

@@ -1,7 +1,8 @@
 // The GoogleTest fixture shared by the integration tests that start their own
 // Apache httpd: a temporary directory for it, a lock region name of the
 // test's, and the server, which TearDown() stops before checking its logs for
-// AddressSanitizer reports and removing the region.
+// AddressSanitizer reports and removing the region (and any other region the
+// test asked for).
 //
 // Subclasses construct the server (their modules and locations differ) and
 // write config_path() before starting it. A parameterised suite adds
@@ -12,6 +13,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -32,10 +34,16 @@ class HttpdFixture : public ::testing::Test {
   // Writes `config` to config_path().
   void write_config(const nlohmann::json& config) const;
   int port() const { return server_->port(); }
+  // Another lock region name unique to this test (a second config's), removed
+  // by TearDown() as region_ is.
+  std::string another_region(const std::string& prefix);
 
   TempDir dir_;
   std::string region_;
   std::unique_ptr<HttpdServer> server_;
+
+ private:
+  std::vector<std::string> other_regions_;
 };
 
 }  // namespace sessionkit::testing

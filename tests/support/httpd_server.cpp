@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -21,6 +22,15 @@ namespace fs = std::filesystem;
 std::string apache_module(const std::string& name) {
   return name + "_module /usr/lib/apache2/modules/mod_" + name + ".so";
 }
+
+namespace {
+
+bool answers_hello(int port) {
+  HttpClient client(port, 1000);
+  return client.get("/hello").status == 200;
+}
+
+}  // namespace
 
 std::string HttpdServer::module_path() { return SESSIONKIT_TEST_MOD_SESSIONKIT; }
 
@@ -52,6 +62,16 @@ bool HttpdServer::start() {
 
 bool HttpdServer::launch() {
   port_ = free_port();
+  virtual_host_ports_.clear();
+  for (std::size_t i = 0; i < options_.virtual_hosts.size(); ++i) {
+    int p = free_port();
+    // free_port() may hand out a port again once it is closed.
+    while (p == port_ || std::find(virtual_host_ports_.begin(), virtual_host_ports_.end(), p) !=
+                             virtual_host_ports_.end()) {
+      p = free_port();
+    }
+    virtual_host_ports_.push_back(p);
+  }
   std::ostringstream conf;
   conf << "ServerRoot \"" << dir_.string() << "\"\n"
        << "DefaultRuntimeDir \"" << dir_.string() << "\"\n"
@@ -79,6 +99,15 @@ bool HttpdServer::launch() {
        << "<Location /demo>\n  SetHandler sessionkit-demo\n</Location>\n"
        << "<Location /hello>\n  SetHandler sessionkit-hello\n</Location>\n"
        << options_.extra << "\n";
+  for (std::size_t i = 0; i < options_.virtual_hosts.size(); ++i) {
+    const HttpdVirtualHost& vhost = options_.virtual_hosts[i];
+    const std::string address = "127.0.0.1:" + std::to_string(virtual_host_ports_[i]);
+    conf << "Listen " << address << "\n"
+         << "<VirtualHost " << address << ">\n"
+         << "  ServerName 127.0.0.1\n";
+    if (!vhost.config_json.empty()) conf << "  SessionKitConfig \"" << vhost.config_json << "\"\n";
+    conf << vhost.extra << "\n</VirtualHost>\n";
+  }
   const fs::path conf_path = dir_ / "httpd.conf";
   std::ofstream(conf_path) << conf.str();
 
@@ -138,8 +167,10 @@ bool HttpdServer::launch() {
       pid_ = -1;
       return false;
     }
-    HttpClient client(port_, 1000);
-    if (client.get("/hello").status == 200) return true;
+    if (answers_hello(port_) &&
+        std::all_of(virtual_host_ports_.begin(), virtual_host_ports_.end(), answers_hello)) {
+      return true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;

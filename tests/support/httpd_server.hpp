@@ -10,11 +10,20 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 namespace sessionkit::testing {
+
+// A <VirtualHost> listening on a port of its own (chosen by start(), like the
+// main server's), with ServerName 127.0.0.1. It inherits the main server's
+// <Location> sections and SessionKitTestHooks.
+struct HttpdVirtualHost {
+  std::string config_json;  // its own SessionKitConfig ("": it inherits the main server's)
+  std::string extra;        // inside <VirtualHost>
+};
 
 struct HttpdOptions {
   std::string mpm = "prefork";            // prefork, worker or event
@@ -28,6 +37,7 @@ struct HttpdOptions {
   // (and libstdc++) in LD_PRELOAD, and with detect_leaks=0 (httpd's own
   // allocations at exit are not ours to report). No effect without ASan.
   bool preload_sanitizer_runtime = true;
+  std::vector<HttpdVirtualHost> virtual_hosts{};  // {}: callers may leave it out of HttpdOptions{...}
 };
 
 // A LoadModule argument for Debian's module `name`: "alias" gives
@@ -42,7 +52,8 @@ class HttpdServer {
   HttpdServer(const HttpdServer&) = delete;
   HttpdServer& operator=(const HttpdServer&) = delete;
 
-  // Writes httpd.conf and starts httpd; true once /hello answers 200. False
+  // Writes httpd.conf and starts httpd; true once /hello answers 200 on every
+  // port (the main server's and each virtual host's). False
   // when httpd exits instead (read error_log()) or does not answer in time.
   bool start();
   void stop();
@@ -50,6 +61,8 @@ class HttpdServer {
   void graceful_restart();
 
   int port() const { return port_; }
+  // The port of options.virtual_hosts[i].
+  int virtual_host_port(std::size_t i) const { return virtual_host_ports_.at(i); }
   pid_t pid() const { return pid_; }
   // httpd's child processes (workers) right now.
   std::vector<pid_t> children() const;
@@ -65,6 +78,7 @@ class HttpdServer {
   std::filesystem::path data_dir_;
   HttpdOptions options_;
   int port_ = 0;
+  std::vector<int> virtual_host_ports_;
   pid_t pid_ = -1;
 };
 
