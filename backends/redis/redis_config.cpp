@@ -81,6 +81,12 @@ RedisLockOptions parse_lock_section(const nlohmann::json& section, const std::fi
   o.connection = read_connection(r, "locks", base_dir);
   o.prefix = read_prefix(r);
   o.lease = std::chrono::milliseconds(r.uint("lease_ms", 30'000, 10, 3'600'000));
+  // A waiter must give up before the lease of a live holder can run out under
+  // it, or a slow request would lose its lock to a mere waiter.
+  if (o.lease <= layout.wait) {
+    r.fail("lease_ms", "must be longer than locks.wait_ms (" + std::to_string(layout.wait.count()) +
+                           " ms), got " + std::to_string(o.lease.count()));
+  }
   r.finish();
   return o;
 }

@@ -130,6 +130,10 @@ TEST(RedisConfigTest, BadLockValuesNameTheKey) {
   };
   const std::vector<Case> cases = {
       {{{"type", "redis"}, {"lease_ms", 5}}, "bad_config: locks.lease_ms:"},
+      {{{"type", "redis"}, {"lease_ms", 5000}},
+       "bad_config: locks.lease_ms: must be longer than locks.wait_ms (5000 ms), got 5000"},
+      {{{"type", "redis"}, {"lease_ms", 1000}, {"wait_ms", 2000}},
+       "bad_config: locks.lease_ms: must be longer than locks.wait_ms (2000 ms), got 1000"},
       {{{"type", "redis"}, {"lease_ms", "long"}}, "bad_config: locks.lease_ms:"},
       {{{"type", "redis"}, {"slots", 1}}, "bad_config: locks.slots:"},
       {{{"type", "redis"}, {"resource_slots", 0}}, "bad_config: locks.resource_slots:"},

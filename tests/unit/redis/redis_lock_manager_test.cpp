@@ -74,7 +74,7 @@ class RedisLockManagerTest : public ::testing::Test {
 };
 
 TEST_F(RedisLockManagerTest, SlotsAreTokenKeysWithALease) {
-  auto locks = make({{"lease_ms", 10'000}});
+  auto locks = make({{"lease_ms", 10'000}, {"wait_ms", 5'000}});
   RawRedis raw(server_);
   EXPECT_EQ(locks->type(), "redis");
   EXPECT_TRUE(locks->shared_across_processes());
@@ -162,7 +162,7 @@ TEST_F(RedisLockManagerTest, WaitsUntilReleaseOrDeadline) {
 // slot to another writer; its late write is refused with aborted, the other
 // writer's update survives, and its unlock does not free the new holder's lock.
 TEST_F(RedisLockManagerTest, StalledHolderLosesTheLeaseAndItsLateSaveIsRefused) {
-  auto a = make({{"lease_ms", 200}});
+  auto a = make({{"lease_ms", 200}, {"wait_ms", 100}});
   // B's lease must outlast the rest of the test on a slow machine: only A stalls.
   auto b = make({{"lease_ms", 30'000}});
   auto store = std::make_unique<RedisStore>(
