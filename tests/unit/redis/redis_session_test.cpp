@@ -87,8 +87,9 @@ class RedisSessionTest : public ::testing::Test {
   RedisServer server_;
 };
 
-TEST_F(RedisSessionTest, ForkedProcessesCountExactly) {
-  const Config config = testing::redis_config(server_, "fork:");
+// kProcesses forked processes, each with its own SessionManager on `config`,
+// increment one new counter kIncrements times each; returns its final value.
+long long count_in_forked_processes(const Config& config) {
   std::string cookie;
   {
     SessionManager m(config);
@@ -106,7 +107,11 @@ TEST_F(RedisSessionTest, ForkedProcessesCountExactly) {
   }
   for (pid_t c : children) EXPECT_EQ(wait_child(c), 0);
   SessionManager m(config);
-  EXPECT_EQ(read_counter(m, cookie), kProcesses * kIncrements);
+  return read_counter(m, cookie);
+}
+
+TEST_F(RedisSessionTest, ForkedProcessesCountExactly) {
+  EXPECT_EQ(count_in_forked_processes(testing::redis_config(server_, "fork:")), kProcesses * kIncrements);
 }
 
 // Redis locks use the same slot_for(id) scheme as the others, so they can
@@ -123,25 +128,7 @@ TEST_F(RedisSessionTest, RedisLocksGuardLmdbAndFileStores) {
     doc["store"] = {{"type", type},
                     {"path", (dir / (type == "lmdb" ? "sessions.mdb" : "sessions")).string()},
                     {"durability", "nosync"}};
-    const Config config = Config::from_json(doc);
-    std::string cookie;
-    {
-      SessionManager m(config);
-      cookie = create_counter(m);
-    }
-    std::vector<pid_t> children;
-    for (int p = 0; p < kProcesses; ++p) {
-      children.push_back(fork_child([&] {
-        SessionManager m(config);
-        for (int i = 0; i < kIncrements; ++i) {
-          if (!increment(m, cookie)) return 1;
-        }
-        return 0;
-      }));
-    }
-    for (pid_t c : children) EXPECT_EQ(wait_child(c), 0);
-    SessionManager m(config);
-    EXPECT_EQ(read_counter(m, cookie), kProcesses * kIncrements);
+    EXPECT_EQ(count_in_forked_processes(Config::from_json(doc)), kProcesses * kIncrements);
   }
   EXPECT_GT(ran, 0) << "neither the lmdb nor the file store is built in";
 }
