@@ -31,9 +31,12 @@ apache_make_dir() {
 }
 
 # Writes $dir/sessions.json: LMDB nosync, shm locks, no request-driven GC.
+# SESSIONKIT_BENCH_WRITE_MAP=1 adds "write_map": true to the store (docs/lmdb.md).
 apache_write_sessions_json() {
+  local write_map=""
+  if [ "${SESSIONKIT_BENCH_WRITE_MAP:-0}" = 1 ]; then write_map=', "write_map": true'; fi
   cat > "$dir/sessions.json" <<JSON
-{ "store": { "type": "lmdb", "path": "$dir/data/sessions.mdb", "durability": "nosync", "map_size_mb": 256 },
+{ "store": { "type": "lmdb", "path": "$dir/data/sessions.mdb", "durability": "nosync", "map_size_mb": 256$write_map },
   "locks": { "type": "shm", "name": "$region", "wait_ms": 5000 },
   "gc": { "every_n_requests": 0 } }
 JSON
@@ -121,18 +124,31 @@ bench_measure() {  # target concurrency -> "req/s p99_ms"
 }
 
 # bench_table TITLE DEMO HELLO CONCURRENCY...: one row a concurrency, the demo
-# target against its baseline measured right after it.
+# target against its baseline. The two run in turn, in $rounds slices of
+# $seconds / $rounds each (default 3), so that a machine whose speed drifts
+# during the run slows both alike: req/s is the mean of a target's slices,
+# p99 the worst of them.
 bench_table() {
   local title=$1 demo=$2 hello=$3
   shift 3
+  local n=${rounds:-3}
+  local whole=$seconds
+  seconds=$(awk -v s="$whole" -v n="$n" 'BEGIN { v = s / n; printf "%d", (v < 1 ? 1 : v) }')
   echo "$title"
   printf '%12s %14s %12s %14s %12s %8s\n' concurrency demo_req/s demo_p99_ms hello_req/s hello_p99_ms ratio
   for c in "$@"; do
-    read -r demo_rps demo_p99 < <(bench_measure "$demo" "$c")
-    read -r hello_rps hello_p99 < <(bench_measure "$hello" "$c")
-    ratio=$(awk -v a="$demo_rps" -v b="$hello_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-    printf '%12s %14s %12s %14s %12s %8s\n' "$c" "$demo_rps" "$demo_p99" "$hello_rps" "$hello_p99" "$ratio"
+    local samples=""
+    for _ in $(seq "$n"); do
+      read -r demo_rps demo_p99 < <(bench_measure "$demo" "$c")
+      read -r hello_rps hello_p99 < <(bench_measure "$hello" "$c")
+      samples+="$demo_rps $demo_p99 $hello_rps $hello_p99"$'\n'
+    done
+    awk -v c="$c" '
+      NF == 4 { n++; d += $1; h += $3; if ($2 + 0 > dp) dp = $2 + 0; if ($4 + 0 > hp) hp = $4 + 0 }
+      END { printf "%12s %14.2f %12s %14.2f %12s %8.3f\n", c, d / n, dp, h / n, hp, (h > 0 ? d / h : 0) }' \
+      <<<"$samples"
   done
+  seconds=$whole
 }
 
 # bench_report_errors LOG...: the last sessionkit errors of each LOG, on stderr.
