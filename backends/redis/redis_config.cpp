@@ -85,7 +85,9 @@ RedisLockOptions parse_lock_section(const nlohmann::json& section, const std::fi
   // it, or a slow request would lose its lock to a mere waiter.
   if (o.lease <= layout.wait) {
     r.fail("lease_ms", "must be longer than locks.wait_ms (" + std::to_string(layout.wait.count()) +
-                           " ms), got " + std::to_string(o.lease.count()));
+                           " ms), got " + std::to_string(o.lease.count()) +
+                           (section.contains("lease_ms") ? "" : " (the default)") +
+                           ": raise lease_ms or lower wait_ms");
   }
   r.finish();
   return o;

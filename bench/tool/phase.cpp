@@ -62,7 +62,12 @@ void thread_loop(const Options& o, ProcessWorker& worker, SharedBlock& block, st
     const std::uint64_t index = offset + (hot ? rng() % hot_set : rng() % own);
     const bool read_only = o.read_only_share > 0 && unit(rng) < o.read_only_share;
     const auto start = std::chrono::steady_clock::now();
-    if (worker.op(index, read_only, c)) block.acked()[index].fetch_add(1, std::memory_order_relaxed);
+    try {
+      if (worker.op(index, read_only, c)) block.acked()[index].fetch_add(1, std::memory_order_relaxed);
+    } catch (const std::exception& e) {  // a worker's own errors are counted by it; this is the rest
+      c.errors.fetch_add(1);
+      if (c.errors.load() == 1) std::fprintf(stderr, "sessionkit-bench: %s\n", e.what());
+    }
     const auto ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
     latency.record(static_cast<std::uint64_t>(ns.count()));
@@ -143,7 +148,33 @@ PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool f
     in_process = std::thread([&] { run_process(o, make_worker, block, 0); });
   }
 
-  while (c.ready.load() < workers) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Children that exited, reaped as they go: one that died (a signal, an
+  // uncaught error) never reports its threads ready or finished, so waiting
+  // for those counts alone would never end.
+  std::vector<bool> reaped(children.size(), false);
+  std::size_t exited = 0;
+  std::size_t died = 0;  // exited by a signal or with an error: its threads never finish
+  auto reap = [&](bool block_until_exit) {
+    for (std::size_t i = 0; i < children.size(); ++i) {
+      if (reaped[i]) continue;
+      int status = 0;
+      pid_t got;
+      do {
+        got = waitpid(children[i], &status, block_until_exit ? 0 : WNOHANG);
+      } while (got < 0 && errno == EINTR);
+      if (got != children[i]) continue;
+      reaped[i] = true;
+      ++exited;
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        ++died;
+        c.errors.fetch_add(1);
+      }
+    }
+  };
+  while (c.ready.load() < workers && died == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    reap(false);
+  }
   const auto start = std::chrono::steady_clock::now();
   c.go.store(1, std::memory_order_release);
   const bool progress = isatty(STDERR_FILENO) != 0;
@@ -151,6 +182,13 @@ PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool f
   PhaseResult r;
   while (c.finished.load() < workers) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    reap(false);
+    if (died > 0 && c.finished.load() < workers) {
+      // A process died mid-run: stop the others and report what was measured.
+      c.stop.store(1);
+      if (exited == children.size()) break;
+      continue;
+    }
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
     if (c.stop.load() == 0 && (*interrupted != 0 || (!o.ops && elapsed >= o.seconds))) {
@@ -166,16 +204,15 @@ PhaseResult run_phase(const Options& o, const WorkerFactory& make_worker, bool f
     }
   }
   if (progress) std::fprintf(stderr, "\r%*s\r", 72, "");
-  for (pid_t pid : children) {
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) c.errors.fetch_add(1);
-  }
+  reap(true);
   if (in_process.joinable()) in_process.join();
 
-  const std::chrono::steady_clock::time_point end{std::chrono::steady_clock::duration(c.last_end_ns.load())};
-  r.seconds = std::chrono::duration<double>(end - start).count();
+  // No thread finished when every process died: the phase ended now.
+  const std::int64_t last_end = c.last_end_ns.load();
+  const std::chrono::steady_clock::time_point end =
+      last_end != 0 ? std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_end))
+                    : std::chrono::steady_clock::now();
+  r.seconds = std::max(0.0, std::chrono::duration<double>(end - start).count());
   r.ops = c.ops.load();
   r.errors = c.errors.load();
   r.timeouts = c.timeouts.load();

@@ -21,8 +21,10 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyFree>;
 
 // One command; throws on a lost connection or an error reply.
 ReplyPtr run(redisContext* ctx, std::initializer_list<std::string_view> args) {
-  const char* argv[8];
-  std::size_t lens[8];
+  constexpr std::size_t kMaxArgs = 8;
+  if (args.size() > kMaxArgs) throw std::logic_error("redis: too many arguments");
+  const char* argv[kMaxArgs];
+  std::size_t lens[kMaxArgs];
   int argc = 0;
   for (std::string_view a : args) {
     argv[argc] = a.data();
@@ -46,8 +48,8 @@ class RawRedisWorker final : public ProcessWorker {
   }
 
   bool op(std::uint64_t index, bool read_only, SharedCounters& shared) override {
-    Context ctx = take();
     try {
+      Context ctx = take();
       ReplyPtr got = run(ctx.get(), {"GET", keys_[index]});
       if (got->type != REDIS_REPLY_STRING) {
         shared.errors.fetch_add(1);
@@ -56,7 +58,9 @@ class RawRedisWorker final : public ProcessWorker {
       }
       give_back(std::move(ctx));
     } catch (const std::exception&) {
-      shared.errors.fetch_add(1);  // the connection is dropped; the thread's next op opens another
+      // Redis unreachable, or the connection broke (then it is dropped, and
+      // the thread's next operation opens another).
+      shared.errors.fetch_add(1);
     }
     return false;
   }

@@ -113,16 +113,23 @@ nlohmann::json make_config(const Options& o, const fs::path& work, fs::path* bas
 // The key prefix of a redis section, as the back end reads it.
 std::string redis_prefix(const nlohmann::json& section) { return section.value("prefix", "sessionkit:"); }
 
+// The key prefix of this run's baselines in a Redis section: a session key
+// is prefix + id and ids hold no ':' or '-', so this names no session, and the
+// tag (pid and work directory) keeps two runs on one config apart.
+std::string redis_baseline_prefix(const nlohmann::json& section, const fs::path& work) {
+  return redis_prefix(section) + "baseline-" + std::to_string(getpid()) + "-" + work.filename().string() +
+         ":";
+}
+
 // The section for a baseline copy of a store or lock manager: same settings,
-// its own file, name or key prefix (a Redis session key is prefix + id, and
-// ids hold no ':', so "<prefix>baseline:" names no session).
+// its own file, name or key prefix.
 nlohmann::json baseline_section(nlohmann::json section, const fs::path& work) {
   if (section.contains("path")) {
     section["path"] =
         (work / ("baseline-" + fs::path(section["path"].get<std::string>()).filename().string())).string();
   }
   if (section.contains("name")) section["name"] = section["name"].get<std::string>() + "-baseline";
-  if (section.value("type", "") == "redis") section["prefix"] = redis_prefix(section) + "baseline:";
+  if (section.value("type", "") == "redis") section["prefix"] = redis_baseline_prefix(section, work);
   return section;
 }
 
@@ -237,7 +244,7 @@ double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 // every key under the run's own prefix.
 class RunCleanup {
  public:
-  RunCleanup(const nlohmann::json& doc, const fs::path& base_dir, bool shorthand) {
+  RunCleanup(const nlohmann::json& doc, const fs::path& base_dir, const fs::path& work, bool shorthand) {
     const nlohmann::json& locks = doc["locks"];
     if (shorthand && locks.value("type", "") == "shm" && locks.contains("name")) {
       region_ = locks["name"].get<std::string>();
@@ -249,25 +256,29 @@ class RunCleanup {
       redis::ConnectionOptions connection = std::string(name) == "store"
                                                 ? redis::parse_store_section(section, base_dir).connection
                                                 : redis::parse_lock_section(section, base_dir).connection;
-      const std::string prefix = redis_prefix(section);
-      redis_.push_back({connection, shorthand ? prefix : prefix + "baseline:"});
+      redis_.push_back(
+          {connection, shorthand ? redis_prefix(section) : redis_baseline_prefix(section, work)});
     }
 #else
     (void)base_dir;
+    (void)work;
 #endif
   }
   ~RunCleanup() {
-    try {
-      if (!region_.empty()) {
-        ShmLockManager::remove(region_);
-        ShmLockManager::remove(region_ + "-baseline");
+    auto attempt = [](const auto& fn) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "sessionkit-bench: cleaning up: %s\n", e.what());
       }
-#if SESSIONKIT_HAVE_REDIS
-      for (const auto& [connection, prefix] : redis_) remove_redis_keys(connection, prefix);
-#endif
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "sessionkit-bench: cleaning up: %s\n", e.what());
+    };
+    if (!region_.empty()) {
+      attempt([&] { ShmLockManager::remove(region_); });
+      attempt([&] { ShmLockManager::remove(region_ + "-baseline"); });
     }
+#if SESSIONKIT_HAVE_REDIS
+    for (const auto& [connection, prefix] : redis_) attempt([&] { remove_redis_keys(connection, prefix); });
+#endif
   }
   RunCleanup(const RunCleanup&) = delete;
   RunCleanup& operator=(const RunCleanup&) = delete;
@@ -289,7 +300,7 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   const Config config = Config::from_json(doc, base_dir);
   // Made after the config is checked: it reads the sections as the back ends do.
   RunCleanup cleanup(nlohmann::json{{"store", *config.store.section}, {"locks", *config.locks.section}},
-                     base_dir, o.config_file.empty());
+                     base_dir, work.path(), o.config_file.empty());
   const bool cross_process = o.procs > 1;
   if (cross_process && config.store.type == "memory") {
     throw std::runtime_error("the memory store lives in one process: use --threads, not --procs, with it");
@@ -347,7 +358,7 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
 #endif
 #if SESSIONKIT_HAVE_REDIS
   redis::ConnectionOptions redis_connection;
-  const std::string redis_raw_prefix = redis_prefix(*config.store.section) + "baseline:raw:";
+  const std::string redis_raw_prefix = redis_baseline_prefix(*config.store.section, work.path()) + "raw:";
 #endif
   if (o.baselines) {
     raw_store = Registry::global().store(config.store.type).create(store_section, base_dir);
@@ -401,11 +412,19 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   Options slice = o;
   slice.seconds = o.seconds / rounds;
   PhaseResult p;
-  for (int round = 0; round < rounds && *interrupted == 0; ++round) {
-    accumulate(p, run_phase(slice, cycle, cross_process, "session cycle", interrupted));
+  // A slice in which every operation failed (the server went away) ends the
+  // measuring: the verification below then reports what is wrong.
+  auto all_failed = [](const PhaseResult& s) { return s.ops > 0 && s.errors + s.timeouts >= s.ops; };
+  bool failing = false;
+  for (int round = 0; round < rounds && *interrupted == 0 && !failing; ++round) {
+    const PhaseResult cycle_slice = run_phase(slice, cycle, cross_process, "session cycle", interrupted);
+    accumulate(p, cycle_slice);
+    failing = all_failed(cycle_slice);
     for (Baseline& b : baselines) {
-      if (*interrupted != 0) break;
-      accumulate(b.total, run_phase(slice, b.make, cross_process, b.label, interrupted));
+      if (*interrupted != 0 || failing) break;
+      const PhaseResult b_slice = run_phase(slice, b.make, cross_process, b.label, interrupted);
+      accumulate(b.total, b_slice);
+      failing = all_failed(b_slice);
     }
   }
   r.seconds = p.seconds;
@@ -445,10 +464,17 @@ RunResult run_once(const Options& o, const std::string& sweep_value,
   if (!database_baseline) r.baseline_ops_per_sec = r.raw_store_ops_per_sec;
   if (r.baseline_ops_per_sec) r.baseline_name = baseline_name;
 
-  // The run's sessions are not left behind in a store that outlives it.
-  for (const std::string& id : ids) {
-    setup.store().remove(id);
-    if (raw_store) raw_store->remove(id);
+  // The run's sessions are not left behind in a store that outlives it (a
+  // --config or --dir store, or Redis); a failure here costs no result.
+  if (!o.config_file.empty() || !o.dir.empty() || config.store.type == "redis") {
+    try {
+      for (const std::string& id : ids) {
+        setup.store().remove(id);
+        if (raw_store) raw_store->remove(id);
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sessionkit-bench: removing the run's sessions: %s\n", e.what());
+    }
   }
   return r;
 }

@@ -4,13 +4,18 @@
 // ratio is taken against, and the exit status for bad usage and a dead server.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,33 +45,52 @@ struct Outcome {
   std::string err;  // stderr
 };
 
-// Runs sessionkit-bench with `args`, stdout and stderr captured.
-Outcome run_bench(const std::vector<std::string>& args) {
-  testing::TempDir dir;
-  const std::string out_path = (dir / "out").string();
-  const std::string err_path = (dir / "err").string();
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<std::string> all{SESSIONKIT_TEST_BENCH};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  Outcome o;
-  if (rc != 0) {
-    ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << rc;
+// sessionkit-bench started with `args`, stdout and stderr going to files.
+class BenchProcess {
+ public:
+  explicit BenchProcess(const std::vector<std::string>& args) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, out_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&actions, 2, err_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<std::string> all{SESSIONKIT_TEST_BENCH};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << rc;
+      pid_ = -1;
+    }
+  }
+  // Waits for it to exit.
+  Outcome finish() {
+    Outcome o;
+    if (pid_ < 0) return o;
+    o.status = testing::wait_child(pid_);
+    pid_ = -1;
+    o.out = slurp(out_path());
+    o.err = slurp(err_path());
     return o;
   }
-  o.status = testing::wait_child(pid);
-  o.out = slurp(out_path);
-  o.err = slurp(err_path);
-  return o;
-}
+  ~BenchProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      testing::wait_child(pid_);
+    }
+  }
+
+ private:
+  std::string out_path() const { return (dir_ / "out").string(); }
+  std::string err_path() const { return (dir_ / "err").string(); }
+
+  testing::TempDir dir_;
+  pid_t pid_ = -1;
+};
+
+Outcome run_bench(const std::vector<std::string>& args) { return BenchProcess(args).finish(); }
 
 // The JSON object of a --json run; fails the test when there is none.
 nlohmann::json json_of(const Outcome& o) {
@@ -160,19 +184,27 @@ TEST(BenchTool, BadUsageExitsTwoNamingTheProblem) {
 }
 
 #if SESSIONKIT_HAVE_REDIS
-// Keys in the server's database 0.
-long long key_count(const testing::RedisServer& server) {
+// The keys in the server's database 0 (KEYS: the test server holds a few).
+std::vector<std::string> keys_of(const testing::RedisServer& server) {
+  std::vector<std::string> keys;
   redisContext* c = redisConnect(server.host().c_str(), server.port());
   if (c == nullptr || c->err != 0) {
     ADD_FAILURE() << "cannot connect to the test redis-server";
     if (c != nullptr) redisFree(c);
-    return -1;
+    return keys;
   }
-  auto* reply = static_cast<redisReply*>(redisCommand(c, "DBSIZE"));
-  const long long n = reply != nullptr && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+  auto* reply = static_cast<redisReply*>(redisCommand(c, "KEYS *"));
+  if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY) {
+    for (std::size_t i = 0; i < reply->elements; ++i)
+      keys.emplace_back(reply->element[i]->str, reply->element[i]->len);
+  }
   if (reply != nullptr) freeReplyObject(reply);
   redisFree(c);
-  return n;
+  return keys;
+}
+
+long long key_count(const testing::RedisServer& server) {
+  return static_cast<long long>(keys_of(server).size());
 }
 
 TEST(BenchTool, RedisStoreAndLocksAgainstRawGetSetLeaveNoKeys) {
@@ -205,17 +237,62 @@ TEST(BenchTool, RedisOverItsUnixSocketAndRedisLocksOverLmdb) {
   EXPECT_EQ(key_count(server), 0);
 }
 
+// A Redis that answers nothing: a port bound by this test but not listening,
+// so connecting is refused (no other process can take it meanwhile).
 TEST(BenchTool, RedisThatIsDownFailsWithStatusThreeNamingIt) {
-  int port = 0;
-  {
-    testing::RedisServer server;
-    port = server.port();
-  }  // killed: nothing listens on the port any more
-  const Outcome o =
-      run_bench({"--store", "redis", "--redis", "127.0.0.1:" + std::to_string(port), "--ops", "10"});
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  const Outcome o = run_bench({"--store", "redis", "--redis", "127.0.0.1:" + port, "--ops", "10"});
+  close(fd);
   EXPECT_EQ(o.status, 3);
-  EXPECT_NE(o.err.find("redis://127.0.0.1:" + std::to_string(port) + "/0: connect"), std::string::npos)
+  EXPECT_NE(o.err.find("redis://127.0.0.1:" + port + "/0: connect"), std::string::npos) << o.err;
+}
+
+// Redis killed in the middle of a run with worker processes and threads: the
+// bench neither crashes nor hangs; it ends with status 3 naming the server.
+TEST(BenchTool, RedisKilledMidRunEndsTheRunWithStatusThree) {
+  testing::RedisServer server;
+  BenchProcess bench({"--store", "redis", "--redis", "127.0.0.1:" + std::to_string(server.port()), "--procs",
+                      "2", "--threads", "2", "--seconds", "30", "--sessions", "20"});
+  // The sessions exist once the run is set up; the run then lasts 30 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (key_count(server) < 20 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GE(key_count(server), 20);
+  server.kill();
+  const auto killed = std::chrono::steady_clock::now();
+  const Outcome o = bench.finish();
+  EXPECT_EQ(o.status, 3) << o.err;
+  EXPECT_NE(o.err.find("redis://127.0.0.1:" + std::to_string(server.port()) + "/0"), std::string::npos)
       << o.err;
+  // The slice under way runs out (30 s in 5 slices: 6 s), every operation in
+  // it fails, and the run ends there instead of measuring the other 24 s.
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(20));
+}
+
+// With --config the store belongs to the user: the run removes its own
+// sessions and baseline keys and leaves the configuration's lock layout.
+TEST(BenchTool, ConfigRunOnRedisRemovesOnlyWhatItWrote) {
+  testing::RedisServer server;
+  testing::TempDir dir;
+  const nlohmann::json connection = {{"port", server.port()}, {"prefix", "app:"}};
+  nlohmann::json doc = {{"store", {{"type", "redis"}}}, {"locks", {{"type", "redis"}, {"slots", 64}}}};
+  doc["store"].update(connection);
+  doc["locks"].update(connection);
+  const std::string file = (dir / "sessions.json").string();
+  std::ofstream(file) << doc.dump();
+  const nlohmann::json r =
+      json_of(run_bench({"--config", file, "--ops", "300", "--sessions", "25", "--json"}));
+  expect_verified(r, 300, "raw Redis GET+SET");
+  EXPECT_EQ(keys_of(server), std::vector<std::string>{"app:lock:layout"});
 }
 #endif
 

@@ -133,7 +133,10 @@ TEST(RedisConfigTest, BadLockValuesNameTheKey) {
       {{{"type", "redis"}, {"lease_ms", 5000}},
        "bad_config: locks.lease_ms: must be longer than locks.wait_ms (5000 ms), got 5000"},
       {{{"type", "redis"}, {"lease_ms", 1000}, {"wait_ms", 2000}},
-       "bad_config: locks.lease_ms: must be longer than locks.wait_ms (2000 ms), got 1000"},
+       "bad_config: locks.lease_ms: must be longer than locks.wait_ms (2000 ms), got 1000: raise"},
+      {{{"type", "redis"}, {"wait_ms", 60000}},
+       "bad_config: locks.lease_ms: must be longer than locks.wait_ms (60000 ms), got 30000 (the default): "
+       "raise"},
       {{{"type", "redis"}, {"lease_ms", "long"}}, "bad_config: locks.lease_ms:"},
       {{{"type", "redis"}, {"slots", 1}}, "bad_config: locks.slots:"},
       {{{"type", "redis"}, {"resource_slots", 0}}, "bad_config: locks.resource_slots:"},
