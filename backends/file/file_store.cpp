@@ -988,6 +988,9 @@ FileStoreOptions parse_file_store(const nlohmann::json& section, const std::file
 void register_file_store(Registry& registry) {
   StoreType t = store_type<FileStore>(&parse_file_store);
   t.default_locks = "shm";
+  t.location = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
+    return parse_file_store(section, base_dir).path;
+  };
   registry.add_store("file", std::move(t));
 }
 

@@ -991,6 +991,9 @@ void register_lmdb_store(Registry& registry) {
   t.validate = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
     (void)parse_lmdb_section(section, base_dir);
   };
+  t.location = [](const nlohmann::json& section, const std::filesystem::path& base_dir) {
+    return parse_lmdb_section(section, base_dir).options.path;
+  };
   t.create = [](const nlohmann::json& section,
                 const std::filesystem::path& base_dir) -> std::unique_ptr<Store> {
     LmdbSection c = parse_lmdb_section(section, base_dir);

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 
 #include "config_reader.hpp"
@@ -40,7 +41,8 @@ BackendSpec default_backend(const std::string& type) {
 // The lock manager of a config without a "locks" section (or without
 // locks.type): the one the store names (shm for the shared stores on one
 // machine, thread for memory). A store that names none needs its locks named.
-std::string default_locks_for(const std::string& store_type) {
+// `section_given`: the config has a "locks" section, without a "type".
+std::string default_locks_for(const std::string& store_type, bool section_given = false) {
   std::string locks;
   try {
     locks = Registry::global().store(store_type).default_locks;
@@ -48,11 +50,38 @@ std::string default_locks_for(const std::string& store_type) {
     return "thread";  // unknown store: validate() reports store.type
   }
   if (locks.empty()) {
-    throw Error(errc::bad_config, "locks: the \"" + store_type +
-                                      "\" store needs a \"locks\" section naming its lock manager (\"" +
-                                      store_type + "\" when several machines share the sessions)");
+    const std::string why = "the \"" + store_type + "\" store has no default lock manager; name one (\"" +
+                            store_type + "\" when several machines share the sessions)";
+    throw Error(errc::bad_config, section_given ? "locks.type: " + why : "locks: needs a section: " + why);
   }
   return locks;
+}
+
+// An "shm" locks section without a "name" gets one derived from where the
+// store keeps its records ("sk-" and 32 hex digits of the SHA-256 of the
+// canonical path), when the store says: every process serving that store
+// meets in one region, and other stores on the machine get their own.
+void name_default_region(Config& c) {
+  if (c.locks.type != "shm" || c.locks.section->contains("name")) return;
+  const StoreType type = Registry::global().store(c.store.type);
+  if (!type.location) return;
+  const std::filesystem::path where =
+      std::filesystem::weakly_canonical(type.location(*c.store.section, c.base_dir));
+  const std::string text = where.string();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha256(), nullptr) != 1 || size < 16) {
+    throw Error(errc::io, "SHA-256 of the store path failed");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name = "sk-";
+  for (unsigned int i = 0; i < 16; ++i) {
+    name += kHex[digest[i] >> 4];
+    name += kHex[digest[i] & 0xf];
+  }
+  nlohmann::json section = *c.locks.section;
+  section["name"] = name;
+  c.locks.section = std::make_shared<const nlohmann::json>(std::move(section));
 }
 
 BackendSpec read_backend(const nlohmann::json* section, const char* name, const std::string& default_type) {
@@ -156,7 +185,14 @@ void read_section(ConfigReader& top, const char* key, Section& out, Fn fn) {
 }  // namespace
 
 Config::Config()
-    : store(default_backend(kDefaultStore)), locks(default_backend(default_locks_for(kDefaultStore))) {}
+    : store(default_backend(kDefaultStore)), locks(default_backend(default_locks_for(kDefaultStore))) {
+  try {
+    name_default_region(*this);  // relative to the working directory, as base_dir is empty
+  } catch (const std::exception&) {
+    // No working directory to resolve against: the region keeps shm's own
+    // default name; SessionManager reports the path problem when it opens the store.
+  }
+}
 
 Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path& base_dir) {
   ConfigReader top(doc, "");
@@ -164,7 +200,8 @@ Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path&
   c.base_dir = detail::resolve_base_dir(base_dir);
   c.store = read_backend(top.raw("store"), "store", kDefaultStore);
   const nlohmann::json* locks = top.raw("locks");
-  c.locks = read_backend(locks, "locks", names_type(locks) ? std::string() : default_locks_for(c.store.type));
+  c.locks = read_backend(
+      locks, "locks", names_type(locks) ? std::string() : default_locks_for(c.store.type, locks != nullptr));
   read_section(top, "cookie", c.cookie, read_cookie);
   read_section(top, "timeouts", c.timeouts, read_timeouts);
   read_section(top, "gc", c.gc, read_gc);
@@ -172,6 +209,7 @@ Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path&
   read_section(top, "session", c.session, read_session);
   top.finish();
   c.validate();
+  name_default_region(c);
   return c;
 }
 

@@ -82,6 +82,9 @@ struct Config {
   // base_dir ({"type": "memory"} in a build without LMDB). Without a "locks"
   // section: the store's default lock manager, {"type": "shm"} for lmdb and
   // file, {"type": "thread"} for memory; a redis store needs its locks named.
+  // An shm section without "name" is given one derived from the store's path
+  // (docs/configuration.md). These defaults are applied when the config is
+  // read or default-constructed: after replacing `store` by hand, set `locks`.
   BackendSpec store;
   BackendSpec locks;
   CookieOptions cookie;

@@ -37,6 +37,12 @@ struct StoreType {
   // names this store but has no "locks" section. Empty: such a config is
   // refused with Error(bad_config), the store's locks must be named.
   std::string default_locks = "thread";
+  // Optional: the file or directory the store keeps its records in, for a
+  // section that validate() accepted. An "shm" locks section without a
+  // "name" is then given one derived from it, so that every process serving
+  // this store shares one lock region and other stores on the machine do not.
+  std::function<std::filesystem::path(const nlohmann::json& section, const std::filesystem::path& base_dir)>
+      location;
 };
 
 struct LockManagerType {

@@ -37,10 +37,10 @@ TEST(ConfigTest, DefaultsAreDocumentedOnes) {
   EXPECT_EQ(c.store.type, have_store("lmdb") ? "lmdb" : "memory");
   EXPECT_EQ(c.locks.type, have_store("lmdb") ? "shm" : "thread");
   EXPECT_EQ(*c.store.section, nlohmann::json({{"type", c.store.type}}));
-  EXPECT_EQ(*c.locks.section, nlohmann::json({{"type", c.locks.type}}));
+  EXPECT_EQ(c.locks.section->at("type"), c.locks.type);
   const Config built;
   EXPECT_EQ(built.store.type, c.store.type);
-  EXPECT_EQ(built.locks.type, c.locks.type);
+  EXPECT_EQ(*built.locks.section, *c.locks.section);  // both resolve against the working directory
   EXPECT_EQ(c.cookie.name, "sid");
   EXPECT_EQ(c.cookie.path, "/");
   EXPECT_EQ(c.cookie.secure, SecureMode::automatic);
@@ -53,6 +53,34 @@ TEST(ConfigTest, DefaultsAreDocumentedOnes) {
   EXPECT_EQ(c.limits.max_record_bytes, 65536u);
   EXPECT_EQ(c.limits.max_depth, 64u);
   EXPECT_TRUE(c.session.autosave);
+}
+
+// The region of default shm locks is named after the store's canonical path:
+// "sk-" and 32 hex digits, the same for every config that reaches one store.
+TEST(ConfigTest, DefaultShmRegionIsNamedAfterTheStorePath) {
+  if (!have_store("lmdb") || !have_store("file")) GTEST_SKIP() << "needs the lmdb and file stores";
+  auto name_of = [](const nlohmann::json& doc, const std::string& base) {
+    const Config c = Config::from_json(doc, base);
+    return c.locks.section->value("name", std::string("(none)"));
+  };
+  const std::string a = name_of(nlohmann::json::object(), "/srv/app-a");
+  EXPECT_EQ(a.size(), 35u) << a;
+  EXPECT_EQ(a.rfind("sk-", 0), 0u) << a;
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef", 3), std::string::npos) << a;
+  EXPECT_NE(name_of(nlohmann::json::object(), "/srv/app-b"), a);  // another store, another region
+  // One store reached from two config directories, and written two ways.
+  EXPECT_EQ(name_of({{"store", {{"path", "/srv/app-a/sessions.mdb"}}}}, "/etc/other"), a);
+  EXPECT_EQ(name_of({{"store", {{"path", "../app-a/./sessions.mdb"}}}}, "/srv/app-b"), a);
+  // Explicit shm without a name, and a typeless section, get it too.
+  EXPECT_EQ(name_of({{"locks", {{"type", "shm"}}}}, "/srv/app-a"), a);
+  EXPECT_EQ(name_of({{"locks", {{"slots", 64}}}}, "/srv/app-a"), a);
+  // A name that is given stays; a file store is named after its directory.
+  EXPECT_EQ(name_of({{"locks", {{"name", "mine"}}}}, "/srv/app-a"), "mine");
+  const std::string file = name_of({{"store", {{"type", "file"}}}}, "/srv/app-a");
+  EXPECT_EQ(file.rfind("sk-", 0), 0u);
+  EXPECT_NE(file, a);
+  // Locks of other types get no name.
+  EXPECT_EQ(name_of({{"locks", {{"type", "thread"}}}}, "/srv/app-a"), "(none)");
 }
 
 TEST(ConfigTest, DefaultLocksFollowTheStore) {
@@ -74,7 +102,10 @@ TEST(ConfigTest, DefaultLocksFollowTheStore) {
   }
   if (have_store("redis")) {
     EXPECT_NE(rejection({{"store", {{"type", "redis"}}}})
-                  .find("locks: the \"redis\" store needs a \"locks\" section naming its lock manager"),
+                  .find("locks: needs a section: the \"redis\" store has no default lock manager"),
+              std::string::npos);
+    EXPECT_NE(rejection({{"store", {{"type", "redis"}}}, {"locks", {{"wait_ms", 100}}}})
+                  .find("locks.type: the \"redis\" store has no default lock manager"),
               std::string::npos);
     EXPECT_EQ(locks_of({{"store", {{"type", "redis"}}}, {"locks", {{"type", "redis"}}}}), "redis");
   }
