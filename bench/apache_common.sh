@@ -124,8 +124,8 @@ bench_measure() {  # target concurrency -> "req/s p99_ms"
 }
 
 # bench_table TITLE DEMO HELLO CONCURRENCY...: one row a concurrency, the demo
-# target against its baseline. The two run in turn, in $rounds slices of
-# $seconds / $rounds each (default 3), so that a machine whose speed drifts
+# target against its baseline. The two run in turn, in $rounds slices (default
+# 3) of $seconds / $rounds each, rounded up to whole seconds, so that a machine whose speed drifts
 # during the run slows both alike: req/s is the mean of a target's slices,
 # p99 the worst of them.
 bench_table() {
@@ -133,7 +133,8 @@ bench_table() {
   shift 3
   local n=${rounds:-3}
   local whole=$seconds
-  seconds=$(awk -v s="$whole" -v n="$n" 'BEGIN { v = s / n; printf "%d", (v < 1 ? 1 : v) }')
+  # wrk takes whole seconds: each slice is SECONDS / rounds rounded up.
+  seconds=$(awk -v s="$whole" -v n="$n" 'BEGIN { v = int((s + n - 1) / n); printf "%d", (v < 1 ? 1 : v) }')
   echo "$title"
   printf '%12s %14s %12s %14s %12s %8s\n' concurrency demo_req/s demo_p99_ms hello_req/s hello_p99_ms ratio
   for c in "$@"; do
@@ -145,7 +146,8 @@ bench_table() {
     done
     awk -v c="$c" '
       NF == 4 { n++; d += $1; h += $3; if ($2 + 0 > dp) dp = $2 + 0; if ($4 + 0 > hp) hp = $4 + 0 }
-      END { printf "%12s %14.2f %12s %14.2f %12s %8.3f\n", c, d / n, dp, h / n, hp, (h > 0 ? d / h : 0) }' \
+      END { if (n == 0) { printf "%12s  no wrk output\n", c; exit }
+            printf "%12s %14.2f %12s %14.2f %12s %8.3f\n", c, d / n, dp, h / n, hp, (h > 0 ? d / h : 0) }' \
       <<<"$samples"
   done
   seconds=$whole

@@ -65,8 +65,10 @@ void name_default_region(Config& c) {
   if (c.locks.type != "shm" || c.locks.section->contains("name")) return;
   const StoreType type = Registry::global().store(c.store.type);
   if (!type.location) return;
-  const std::filesystem::path where =
-      std::filesystem::weakly_canonical(type.location(*c.store.section, c.base_dir));
+  const std::filesystem::path path = type.location(*c.store.section, c.base_dir);
+  std::error_code ec;
+  std::filesystem::path where = std::filesystem::weakly_canonical(path, ec);
+  if (ec) where = path.lexically_normal();  // a directory on the way cannot be read: as written
   const std::string text = where.string();
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
@@ -200,8 +202,10 @@ Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path&
   c.base_dir = detail::resolve_base_dir(base_dir);
   c.store = read_backend(top.raw("store"), "store", kDefaultStore);
   const nlohmann::json* locks = top.raw("locks");
-  c.locks = read_backend(
-      locks, "locks", names_type(locks) ? std::string() : default_locks_for(c.store.type, locks != nullptr));
+  // A section of the wrong JSON type is reported by read_backend, not here.
+  const bool takes_default = !names_type(locks) && (locks == nullptr || locks->is_object());
+  c.locks =
+      read_backend(locks, "locks", takes_default ? default_locks_for(c.store.type, locks != nullptr) : "");
   read_section(top, "cookie", c.cookie, read_cookie);
   read_section(top, "timeouts", c.timeouts, read_timeouts);
   read_section(top, "gc", c.gc, read_gc);

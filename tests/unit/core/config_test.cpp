@@ -107,6 +107,9 @@ TEST(ConfigTest, DefaultLocksFollowTheStore) {
     EXPECT_NE(rejection({{"store", {{"type", "redis"}}}, {"locks", {{"wait_ms", 100}}}})
                   .find("locks.type: the \"redis\" store has no default lock manager"),
               std::string::npos);
+    EXPECT_NE(
+        rejection({{"store", {{"type", "redis"}}}, {"locks", "redis"}}).find("locks: expected a JSON object"),
+        std::string::npos);
     EXPECT_EQ(locks_of({{"store", {{"type", "redis"}}}, {"locks", {{"type", "redis"}}}}), "redis");
   }
   // An unknown store is reported as such, not as a locks problem.
