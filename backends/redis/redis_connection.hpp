@@ -128,9 +128,10 @@ class AmbiguousError : public Error {
 
 // Opens one connection as `options` say: connect timeout, command timeout
 // (SO_RCVTIMEO/SO_SNDTIMEO), close-on-exec, AUTH and SELECT. The caller owns
-// it (redisFree). Throws unavailable when Redis cannot be reached and
-// bad_config when it refuses AUTH or SELECT. The pools below use it; so may a
-// program that wants a plain hiredis connection configured like sessionkit's.
+// it (redisFree). Throws unavailable when Redis cannot be reached or answers
+// LOADING/BUSY/MASTERDOWN/TRYAGAIN to AUTH or SELECT, bad_config when it
+// refuses them otherwise, io when the timeouts cannot be set. The pools below
+// use it, and so does sessionkit-bench's raw baseline.
 redisContext* connect(const ConnectionOptions& options);
 
 enum class Idempotent { yes, no };
