@@ -11,6 +11,7 @@
 #include "session_id.hpp"
 #include "sessionkit/error.hpp"
 #include "sessionkit/registry.hpp"
+#include "siphash.hpp"
 
 namespace sessionkit {
 namespace {
@@ -58,9 +59,11 @@ std::string default_locks_for(const std::string& store_type, bool section_given 
 }
 
 // An "shm" locks section without a "name" gets one derived from where the
-// store keeps its records ("sk-" and 32 hex digits of the SHA-256 of the
-// canonical path), when the store says: every process serving that store
-// meets in one region, and other stores on the machine get their own.
+// store keeps its records ("sk-" and 32 hex digits: two SipHash-2-4 values of
+// the canonical path under fixed keys), when the store says: every process
+// serving that store meets in one region, and other stores on the machine get
+// their own. (SipHash, not a SHA from OpenSSL: loading OpenSSL's digests costs
+// a CGI program milliseconds per request.)
 void name_default_region(Config& c) {
   if (c.locks.type != "shm" || c.locks.section->contains("name")) return;
   const StoreType type = Registry::global().store(c.store.type);
@@ -70,16 +73,11 @@ void name_default_region(Config& c) {
   std::filesystem::path where = std::filesystem::weakly_canonical(path, ec);
   if (ec) where = path.lexically_normal();  // a directory on the way cannot be read: as written
   const std::string text = where.string();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha256(), nullptr) != 1 || size < 16) {
-    throw Error(errc::io, "SHA-256 of the store path failed");
-  }
   static constexpr char kHex[] = "0123456789abcdef";
   std::string name = "sk-";
-  for (unsigned int i = 0; i < 16; ++i) {
-    name += kHex[digest[i] >> 4];
-    name += kHex[digest[i] & 0xf];
+  for (const std::uint64_t h : {detail::siphash24(0x736b2d726567696fULL, 0x6e2d6e616d652d31ULL, text),
+                                detail::siphash24(0x736b2d726567696fULL, 0x6e2d6e616d652d32ULL, text)}) {
+    for (int shift = 60; shift >= 0; shift -= 4) name += kHex[(h >> shift) & 0xf];
   }
   nlohmann::json section = *c.locks.section;
   section["name"] = name;
