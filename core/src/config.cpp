@@ -196,7 +196,7 @@ Config::Config()
 
 Config Config::from_json(const nlohmann::json& doc, const std::filesystem::path& base_dir) {
   ConfigReader top(doc, "");
-  Config c;
+  Config c{Undefaulted{}};
   c.base_dir = detail::resolve_base_dir(base_dir);
   c.store = read_backend(top.raw("store"), "store", kDefaultStore);
   const nlohmann::json* locks = top.raw("locks");

@@ -109,6 +109,12 @@ struct Config {
 
   // Checks the fields (used by SessionManager for hand-built configs).
   void validate() const;
+
+ private:
+  // No store or locks yet: from_json sets them, without first working out
+  // the defaults it would throw away.
+  struct Undefaulted {};
+  explicit Config(Undefaulted) {}
 };
 
 }  // namespace sessionkit
