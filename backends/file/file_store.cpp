@@ -332,14 +332,9 @@ std::string random_suffix() {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
-  char buf[17];
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i) {
-    buf[i] = kHex[z & 0xF];
-    z >>= 4;
-  }
-  buf[16] = '\0';
-  return std::to_string(pid) + "." + buf;
+  unsigned char bytes[8];
+  for (int i = 7; i >= 0; --i, z >>= 8) bytes[i] = static_cast<unsigned char>(z);
+  return std::to_string(pid) + "." + detail::hex_encode(bytes, sizeof bytes);
 }
 
 // The names in a directory, sorted ("." and ".." left out). Uses a fresh open

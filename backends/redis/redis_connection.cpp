@@ -229,6 +229,15 @@ std::size_t ConnectionPool::open_connections() const {
   return state_->open;
 }
 
+std::string glob_escape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 redisContext* connect(const ConnectionOptions& options) {
   const std::string description = describe(options);
   const timeval connect_tv = to_timeval(options.connect_timeout);

@@ -134,6 +134,9 @@ class AmbiguousError : public Error {
 // use it, and so does sessionkit-bench's raw baseline.
 redisContext* connect(const ConnectionOptions& options);
 
+// `text` with the glob characters of SCAN's MATCH escaped, to match it literally.
+std::string glob_escape(std::string_view text);
+
 enum class Idempotent { yes, no };
 
 class ConnectionPool {

@@ -7,6 +7,8 @@
 #include <functional>
 #include <random>
 
+#include "session_id.hpp"
+
 namespace sessionkit {
 namespace {
 
@@ -29,13 +31,7 @@ std::string sha1_hex(const std::string& text) {
   if (EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha1(), nullptr) != 1) {
     throw Error(errc::io, "RedisLockManager: SHA1 of a Lua script failed");
   }
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < size; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 0xf];
-  }
-  return out;
+  return detail::hex_encode(digest, size);
 }
 
 const std::string& release_sha() {
@@ -77,12 +73,9 @@ RedisLockManager::Token RedisLockManager::new_token() {
     throw Error(errc::io,
                 "RedisLockManager: RAND_bytes failed; no lock token without a working random source");
   }
-  static const char* hex = "0123456789abcdef";
+  const std::string hex = detail::hex_encode(raw, sizeof raw);
   Token token;
-  for (std::size_t i = 0; i < sizeof raw; ++i) {
-    token[2 * i] = hex[raw[i] >> 4];
-    token[2 * i + 1] = hex[raw[i] & 0xf];
-  }
+  std::copy(hex.begin(), hex.end(), token.begin());
   return token;
 }
 

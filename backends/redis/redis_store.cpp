@@ -12,16 +12,6 @@ namespace {
 // Keys per SCAN step and per pipelined batch of GETs in for_each().
 constexpr const char* kScanCount = "1000";
 
-// The prefix as a SCAN MATCH pattern that matches it literally.
-std::string glob_escape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 RedisStore::RedisStore(RedisStoreOptions options)
@@ -78,7 +68,7 @@ SweepResult RedisStore::sweep(TimePoint, std::chrono::milliseconds) {
 }
 
 void RedisStore::for_each(const std::function<bool(std::string_view, std::string_view)>& fn) {
-  const std::string pattern = glob_escape(options_.prefix) + "*";
+  const std::string pattern = redis::glob_escape(options_.prefix) + "*";
   std::string cursor = "0";
   do {
     redis::Reply scan = pool_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", kScanCount});

@@ -109,13 +109,7 @@ std::unique_ptr<ProcessWorker> make_raw_redis_worker(const redis::ConnectionOpti
 
 std::uint64_t remove_redis_keys(const redis::ConnectionOptions& connection, const std::string& prefix) {
   Context ctx(redis::connect(connection));
-  // SCAN's MATCH is a glob: escape its special characters in the prefix.
-  std::string pattern;
-  for (char c : prefix) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') pattern += '\\';
-    pattern += c;
-  }
-  pattern += '*';
+  const std::string pattern = redis::glob_escape(prefix) + "*";
   std::uint64_t removed = 0;
   std::string cursor = "0";
   do {

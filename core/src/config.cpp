@@ -73,12 +73,11 @@ void name_default_region(Config& c) {
   std::filesystem::path where = std::filesystem::weakly_canonical(path, ec);
   if (ec) where = path.lexically_normal();  // a directory on the way cannot be read: as written
   const std::string text = where.string();
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name = "sk-";
-  for (const std::uint64_t h : {detail::siphash24(0x736b2d726567696fULL, 0x6e2d6e616d652d31ULL, text),
-                                detail::siphash24(0x736b2d726567696fULL, 0x6e2d6e616d652d32ULL, text)}) {
-    for (int shift = 60; shift >= 0; shift -= 4) name += kHex[(h >> shift) & 0xf];
-  }
+  unsigned char bytes[16];
+  const std::uint64_t halves[2] = {detail::siphash24(0x736b2d726567696fULL, 0x6e2d6e616d652d31ULL, text),
+                                   detail::siphash24(0x736b2d726567696fULL, 0x6e2d6e616d652d32ULL, text)};
+  for (int i = 0; i < 16; ++i) bytes[i] = static_cast<unsigned char>(halves[i / 8] >> (56 - 8 * (i % 8)));
+  const std::string name = "sk-" + detail::hex_encode(bytes, sizeof bytes);
   nlohmann::json section = *c.locks.section;
   section["name"] = name;
   c.locks.section = std::make_shared<const nlohmann::json>(std::move(section));

@@ -66,6 +66,16 @@ std::string generate_session_id() {
   return base64url_encode(bytes, kIdBytes);
 }
 
+std::string hex_encode(const unsigned char* data, std::size_t size) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(2 * size, '\0');
+  for (std::size_t i = 0; i < size; ++i) {
+    out[2 * i] = kHex[data[i] >> 4];
+    out[2 * i + 1] = kHex[data[i] & 0xf];
+  }
+  return out;
+}
+
 bool is_valid_session_id(std::string_view id) noexcept {
   if (id.size() != kIdLength) return false;
   for (char c : id) {

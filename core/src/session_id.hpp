@@ -18,6 +18,8 @@ std::string generate_session_id();
 bool is_valid_session_id(std::string_view id) noexcept;
 
 std::string base64url_encode(const unsigned char* data, std::size_t size);
+// Lower-case hex, two digits a byte.
+std::string hex_encode(const unsigned char* data, std::size_t size);
 // Standard alphabet, padded (RFC 4648 section 4); nullopt-like empty return +
 // false when `text` is not exactly that.
 bool base64_decode(std::string_view text, std::string& out);
