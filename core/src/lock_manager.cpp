@@ -152,7 +152,14 @@ Held* held_or_check_order(const LockManager& m, std::uint64_t instance, std::uin
 
 }  // namespace
 
-LockStatus LockManager::lock(std::uint32_t slot, Deadline deadline) {
+LockStatus LockManager::lock(std::uint32_t slot, Deadline deadline) { return acquire(slot, &deadline, {}); }
+
+LockStatus LockManager::lock(std::uint32_t slot, std::chrono::milliseconds wait) {
+  return acquire(slot, nullptr, wait);
+}
+
+LockStatus LockManager::acquire(std::uint32_t slot, const Deadline* deadline,
+                                std::chrono::milliseconds wait) {
   if (slot >= total_slots()) {
     throw Error(errc::invalid_argument, "LockManager::lock: slot " + std::to_string(slot) + " out of range");
   }
@@ -164,7 +171,7 @@ LockStatus LockManager::lock(std::uint32_t slot, Deadline deadline) {
   LockStatus status = try_lock_slot(slot);
   if (status == LockStatus::timed_out) {
     const auto start = std::chrono::steady_clock::now();
-    status = lock_slot(slot, deadline);
+    status = lock_slot(slot, deadline != nullptr ? *deadline : start + wait);
     const auto waited = std::chrono::steady_clock::now() - start;
     ThreadCounters& c = counters_->mine(t_state, instance_);
     add(c.waits);

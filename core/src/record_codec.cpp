@@ -1,5 +1,6 @@
 #include "record_codec.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -12,8 +13,8 @@ namespace {
 
 constexpr char kMagic[3] = {'S', 'K', 'R'};
 
-void put_be(std::string& out, std::uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+void put_be(char* out, std::uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) *out++ = static_cast<char>((v >> (8 * i)) & 0xff);
 }
 
 std::uint64_t get_be(const unsigned char* p, int bytes) {
@@ -35,71 +36,120 @@ bool depth_within(const nlohmann::json& j, std::uint32_t max, std::uint32_t dept
   return true;
 }
 
-// Builds the DOM like nlohmann's own SAX parser, but refuses nesting deeper
-// than the limit before it recurses further.
+// Builds the DOM like nlohmann's own SAX DOM parser, but moves each string
+// and key into place instead of copying it, and refuses nesting deeper than
+// the limit before it recurses further.
 class DepthLimitedSax {
  public:
-  DepthLimitedSax(nlohmann::json& result, std::uint32_t max_depth)
-      : dom_(result, false), max_depth_(max_depth) {}
+  using json = nlohmann::json;
 
-  bool null() { return dom_.null(); }
-  bool boolean(bool v) { return dom_.boolean(v); }
-  bool number_integer(nlohmann::json::number_integer_t v) { return dom_.number_integer(v); }
-  bool number_unsigned(nlohmann::json::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(nlohmann::json::number_float_t v, const std::string& s) {
-    return dom_.number_float(v, s);
+  DepthLimitedSax(json& result, std::uint32_t max_depth) : root_(result), max_depth_(max_depth) {}
+
+  bool null() { return put(nullptr); }
+  bool boolean(bool v) { return put(v); }
+  bool number_integer(json::number_integer_t v) { return put(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return put(v); }
+  bool number_float(json::number_float_t v, const std::string&) { return put(v); }
+  bool string(std::string& v) { return put(std::move(v)); }
+  bool binary(json::binary_t& v) { return put(std::move(v)); }
+  bool start_object(std::size_t) { return enter(json::object()); }
+  bool key(std::string& k) {
+    key_ = &(*stack_.back())[std::move(k)];
+    return true;
   }
-  bool string(std::string& v) { return dom_.string(v); }
-  bool binary(nlohmann::json::binary_t& v) { return dom_.binary(v); }
-  bool start_object(std::size_t n) { return enter() && dom_.start_object(n); }
-  bool key(std::string& k) { return dom_.key(k); }
   bool end_object() {
-    --depth_;
-    return dom_.end_object();
+    stack_.pop_back();
+    return true;
   }
-  bool start_array(std::size_t n) { return enter() && dom_.start_array(n); }
+  bool start_array(std::size_t) { return enter(json::array()); }
   bool end_array() {
-    --depth_;
-    return dom_.end_array();
+    stack_.pop_back();
+    return true;
   }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
-    failed_ = true;
-    return false;
-  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
   bool too_deep() const { return too_deep_; }
 
  private:
-  bool enter() {
-    if (++depth_ > max_depth_) {
+  // Places a finished value: the root, the next array element, or the value of
+  // the last key. Returns where it went.
+  template <typename V>
+  json* place(V&& v) {
+    if (stack_.empty()) {
+      root_ = json(std::forward<V>(v));
+      return &root_;
+    }
+    json* parent = stack_.back();
+    if (parent->is_array()) {
+      parent->push_back(json(std::forward<V>(v)));
+      return &parent->back();
+    }
+    *key_ = json(std::forward<V>(v));
+    return key_;
+  }
+  template <typename V>
+  bool put(V&& v) {
+    place(std::forward<V>(v));
+    return true;
+  }
+  bool enter(json container) {
+    if (stack_.size() + 1 > max_depth_) {
       too_deep_ = true;
       return false;
     }
+    stack_.push_back(place(std::move(container)));
     return true;
   }
 
-  nlohmann::detail::json_sax_dom_parser<nlohmann::json> dom_;
+  json& root_;
   std::uint32_t max_depth_;
-  std::uint32_t depth_ = 0;
+  std::vector<json*> stack_;  // the open objects and arrays, innermost last
+  json* key_ = nullptr;       // the value slot of the last key read
   bool too_deep_ = false;
-  bool failed_ = false;
 };
 
+// Appends the MessagePack of `data` to `out`, after checking that it is an
+// object within `max_depth`.
+void append_payload(std::string& out, const nlohmann::json& data, std::uint32_t max_depth) {
+  if (!data.is_object()) {
+    throw Error(errc::invalid_argument,
+                std::string("session data must be a JSON object, not ") + data.type_name());
+  }
+  if (!depth_within(data, max_depth, 0)) {
+    throw Error(errc::invalid_argument,
+                "session data nests deeper than limits.max_depth (" + std::to_string(max_depth) + ")");
+  }
+  nlohmann::json::to_msgpack(data, nlohmann::detail::output_adapter<char>(out));
+}
+
 }  // namespace
+
+void set_record_header(std::string& record, const RecordHeader& h) {
+  if (record.size() < kRecordHeaderSize) {
+    throw Error(errc::invalid_argument, "set_record_header: the record has no room for its header");
+  }
+  char* p = record.data();
+  std::memcpy(p, kMagic, sizeof(kMagic));
+  p[3] = static_cast<char>(kRecordVersion);
+  put_be(p + 4, 0, 4);  // flags, reserved
+  put_be(p + 8, static_cast<std::uint64_t>(h.created_ms), 8);
+  put_be(p + 16, static_cast<std::uint64_t>(h.last_access_ms), 8);
+  put_be(p + 24, h.idle_timeout_s, 4);
+  put_be(p + 28, static_cast<std::uint64_t>(h.absolute_deadline_ms), 8);
+  put_be(p + 36, h.generation, 8);
+  put_be(p + 44, record.size() - kRecordHeaderSize, 4);
+}
 
 std::string encode_record(const RecordHeader& h, std::string_view payload) {
   std::string out;
   out.reserve(kRecordHeaderSize + payload.size());
-  out.append(kMagic, sizeof(kMagic));
-  out.push_back(static_cast<char>(kRecordVersion));
-  put_be(out, 0, 4);  // flags, reserved
-  put_be(out, static_cast<std::uint64_t>(h.created_ms), 8);
-  put_be(out, static_cast<std::uint64_t>(h.last_access_ms), 8);
-  put_be(out, h.idle_timeout_s, 4);
-  put_be(out, static_cast<std::uint64_t>(h.absolute_deadline_ms), 8);
-  put_be(out, h.generation, 8);
-  put_be(out, payload.size(), 4);
+  out.resize(kRecordHeaderSize);
   out.append(payload);
+  set_record_header(out, h);
   return out;
+}
+
+std::string_view record_payload(std::string_view record) {
+  return record.size() < kRecordHeaderSize ? std::string_view() : record.substr(kRecordHeaderSize);
 }
 
 DecodedRecord decode_record(std::string_view bytes) {
@@ -125,16 +175,16 @@ DecodedRecord decode_record(std::string_view bytes) {
 }
 
 std::string encode_payload(const nlohmann::json& data, std::uint32_t max_depth) {
-  if (!data.is_object()) {
-    throw Error(errc::invalid_argument,
-                std::string("session data must be a JSON object, not ") + data.type_name());
-  }
-  if (!depth_within(data, max_depth, 0)) {
-    throw Error(errc::invalid_argument,
-                "session data nests deeper than limits.max_depth (" + std::to_string(max_depth) + ")");
-  }
   std::string out;
-  nlohmann::json::to_msgpack(data, nlohmann::detail::output_adapter<char>(out));
+  append_payload(out, data, max_depth);
+  return out;
+}
+
+std::string encode_record(const nlohmann::json& data, std::uint32_t max_depth, std::size_t capacity) {
+  std::string out;
+  out.reserve(std::max(capacity, kRecordHeaderSize + 16));
+  out.resize(kRecordHeaderSize);
+  append_payload(out, data, max_depth);
   return out;
 }
 

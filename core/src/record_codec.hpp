@@ -34,6 +34,18 @@ struct DecodedRecord {
 std::string encode_record(const RecordHeader& header, std::string_view payload);
 DecodedRecord decode_record(std::string_view bytes);
 
+// The save path builds a record in one buffer: encode_record(data, ...) leaves
+// room for the header, record_payload() compares the payload with the stored
+// one, and set_record_header() fills the header in once it is known.
+// `capacity` sizes the buffer (the stored record's size avoids regrowing it).
+// Throws like encode_payload().
+std::string encode_record(const nlohmann::json& data, std::uint32_t max_depth, std::size_t capacity);
+// Writes the header into the first kRecordHeaderSize bytes, the payload length
+// included. Throws Error(invalid_argument) when `record` is shorter than that.
+void set_record_header(std::string& record, const RecordHeader& header);
+// The bytes after the header; empty when `record` has none.
+std::string_view record_payload(std::string_view record);
+
 // MessagePack of `data`. Throws Error(invalid_argument) unless `data` is an
 // object nested at most `max_depth` levels.
 std::string encode_payload(const nlohmann::json& data, std::uint32_t max_depth);

@@ -22,9 +22,10 @@ void require_locked(const Session::State& s, const char* call) {
 void Session::State::save_if_needed() {
   if (invalidated) return;
   const Config& cfg = mgr->config;
-  std::string payload = detail::encode_payload(data, cfg.limits.max_depth);
+  std::string record = detail::encode_record(data, cfg.limits.max_depth, stored_record.size() + 64);
   const std::int64_t now = mgr->now_ms();
-  const bool changed = !stored || timeout_changed || payload != stored_payload;
+  const bool changed =
+      !stored || timeout_changed || detail::record_payload(record) != detail::record_payload(stored_record);
   if (!changed) {
     const auto due = static_cast<std::int64_t>(cfg.timeouts.touch_fraction * 1000.0 * header.idle_timeout_s);
     if (now - header.last_access_ms < due) {
@@ -35,7 +36,7 @@ void Session::State::save_if_needed() {
   detail::RecordHeader next = header;
   next.last_access_ms = now;
   next.generation = header.generation + 1;
-  std::string record = detail::encode_record(next, payload);
+  detail::set_record_header(record, next);
   if (record.size() > cfg.limits.max_record_bytes) {
     throw Error(errc::resource_exhausted, "session record of " + std::to_string(record.size()) +
                                               " bytes exceeds limits.max_record_bytes (" +
@@ -46,7 +47,7 @@ void Session::State::save_if_needed() {
   mgr->locks->check_held(slot);  // a lost lease (Redis) must not write
   mgr->store->save(id, record, from_ms(expires));
   header = next;
-  stored_payload = std::move(payload);
+  stored_record = std::move(record);
   stored = true;
   timeout_changed = false;
   bump(changed ? mgr->counters.saves : mgr->counters.touches);

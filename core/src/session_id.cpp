@@ -1,5 +1,7 @@
 #include "session_id.hpp"
 
+#include <array>
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -19,6 +21,14 @@ constexpr unsigned char url_value(char c) {
   if (c == '_') return 64;
   return 0;
 }
+
+constexpr std::array<unsigned char, 256> kUrlValues = [] {
+  std::array<unsigned char, 256> t{};
+  for (int c = 0; c < 256; ++c) t[static_cast<std::size_t>(c)] = url_value(static_cast<char>(c));
+  return t;
+}();
+
+unsigned char url_value_of(char c) { return kUrlValues[static_cast<unsigned char>(c)]; }
 
 }  // namespace
 
@@ -79,10 +89,10 @@ std::string hex_encode(const unsigned char* data, std::size_t size) {
 bool is_valid_session_id(std::string_view id) noexcept {
   if (id.size() != kIdLength) return false;
   for (char c : id) {
-    if (url_value(c) == 0) return false;
+    if (url_value_of(c) == 0) return false;
   }
   // 43 characters carry 258 bits; the last character's low 2 bits must be 0.
-  return ((url_value(id.back()) - 1) & 0x3) == 0;
+  return ((url_value_of(id.back()) - 1) & 0x3) == 0;
 }
 
 }  // namespace sessionkit::detail

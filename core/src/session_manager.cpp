@@ -42,7 +42,7 @@ std::int64_t SessionManager::Impl::now_ms() const {
 }
 
 LockStatus SessionManager::Impl::lock_slot(std::uint32_t slot) {
-  LockStatus status = locks->lock(slot, std::chrono::steady_clock::now() + wait);
+  LockStatus status = locks->lock(slot, wait);
   if (status == LockStatus::timed_out) {
     bump(counters.lock_timeouts);
     throw Error(errc::unavailable, "session lock slot " + std::to_string(slot) + " still busy after " +
@@ -129,7 +129,6 @@ Session SessionManager::open(std::string_view cookie_header, const RequestInfo& 
         continue;
       }
       state->data = detail::decode_payload(record.payload, m.config.limits.max_depth);
-      state->stored_payload.assign(record.payload);
       state->header = h;
       state->header.absolute_deadline_ms = deadline;
     } catch (const Error& e) {
@@ -145,6 +144,7 @@ Session SessionManager::open(std::string_view cookie_header, const RequestInfo& 
       m.locks->unlock(slot);
       continue;
     }
+    state->stored_record = std::move(*bytes);
     state->id.assign(*id);
     state->slot = slot;
     state->locked = true;
@@ -229,7 +229,7 @@ ResourceLock SessionManager::lock_resource(std::string_view name, std::chrono::m
   if (name.empty()) throw Error(errc::invalid_argument, "lock_resource: empty resource name");
   LockManager& locks = *impl_->locks;
   const std::uint32_t slot = locks.resource_slot_for(name);
-  LockStatus status = locks.lock(slot, std::chrono::steady_clock::now() + wait);
+  LockStatus status = locks.lock(slot, wait);
   if (status == LockStatus::timed_out) {
     throw Error(errc::unavailable, "resource lock \"" + std::string(name) + "\" still busy after " +
                                        std::to_string(wait.count()) + " ms");

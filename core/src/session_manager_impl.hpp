@@ -62,7 +62,7 @@ struct Session::State {
   detail::RecordHeader header;          // as stored (or to be stored)
   std::int64_t previous_access_ms = 0;  // last_accessed()
   nlohmann::json data = nlohmann::json::object();
-  std::string stored_payload;  // MessagePack as last loaded or written
+  std::string stored_record;  // the record as last loaded or written (header + MessagePack)
 
   // Writes per the save policy; throws on failure.
   void save_if_needed();

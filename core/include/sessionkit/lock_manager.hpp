@@ -73,6 +73,9 @@ class LockManager {
   // Throws Error(invalid_argument) for a slot out of range and
   // Error(failed_precondition) for a lock-order violation.
   LockStatus lock(std::uint32_t slot, Deadline deadline);
+  // Locks `slot`, waiting at most `wait`. The clock is read only when the slot
+  // is busy, so an uncontended lock costs no time lookup.
+  LockStatus lock(std::uint32_t slot, std::chrono::milliseconds wait);
 
   // Like lock() without waiting: timed_out when another holder has the slot.
   LockStatus try_lock(std::uint32_t slot);
@@ -111,6 +114,8 @@ class LockManager {
   virtual void reopen_after_fork() {}
 
  private:
+  // lock() with `deadline`, or when it is null, now + `wait` once waiting starts.
+  LockStatus acquire(std::uint32_t slot, const Deadline* deadline, std::chrono::milliseconds wait);
   LockStatus finish_acquire(std::uint32_t slot, LockStatus status);
 
   const std::uint32_t slots_;

@@ -83,6 +83,27 @@ TEST(LockManagerTest, TimeoutAtTheDeadlineIsCounted) {
   EXPECT_GE(s.wait_ns, 50'000'000u);
 }
 
+TEST(LockManagerTest, TimeoutAfterTheWaitIsCounted) {
+  ThreadLockManager m(16, 4);
+  ASSERT_EQ(m.lock(3, milliseconds(0)), LockStatus::acquired);
+  EXPECT_EQ(m.lock(3, milliseconds(0)), LockStatus::acquired);  // re-entry: no wait
+  std::thread([&] {
+    const auto start = steady_clock::now();
+    EXPECT_EQ(m.lock(3, milliseconds(50)), LockStatus::timed_out);
+    EXPECT_GE(steady_clock::now() - start, milliseconds(50));
+    EXPECT_EQ(m.lock(4, milliseconds(0)), LockStatus::acquired);  // free: no wait either
+    m.unlock(4);
+  }).join();
+  m.unlock(3);
+  m.unlock(3);
+  LockStats s = m.stats();
+  EXPECT_EQ(s.acquisitions, 2u);
+  EXPECT_EQ(s.reentries, 1u);
+  EXPECT_EQ(s.timeouts, 1u);
+  EXPECT_EQ(s.waits, 1u);
+  EXPECT_GE(s.wait_ns, 50'000'000u);
+}
+
 TEST(LockManagerTest, ResourceBeforeSessionIsRefused) {
   ThreadLockManager m(16, 4);
   const auto deadline = steady_clock::now() + milliseconds(100);

@@ -194,6 +194,17 @@ TEST_P(CrossProcessLocks, DeadlinePassesWhileAnotherProcessHolds) {
   EXPECT_EQ(locks->stats().timeouts, 1u);
   EXPECT_FALSE(locks->held_by_this_thread(slot));
 
+  // The same with a wait instead of a deadline: the wait starts when the
+  // slot is found busy.
+  const auto again = std::chrono::steady_clock::now();
+  EXPECT_EQ(locks->lock(slot, 200ms), LockStatus::timed_out);
+  const auto waited_again = std::chrono::steady_clock::now() - again;
+  EXPECT_GE(waited_again, 180ms);
+  EXPECT_LT(waited_again, 600ms);
+  EXPECT_EQ(locks->stats().timeouts, 2u);
+  EXPECT_EQ(locks->stats().waits, 2u);
+  EXPECT_FALSE(locks->held_by_this_thread(slot));
+
   release.close_write();
   EXPECT_EQ(wait_child(holder), 0);
   EXPECT_EQ(locks->lock(slot, in(5s)), LockStatus::acquired);
