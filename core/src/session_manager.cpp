@@ -156,6 +156,7 @@ Session SessionManager::open(std::string_view cookie_header, const RequestInfo& 
     return Session(std::move(state));
   }
 
+  state->data = nlohmann::json::object();
   state->id = detail::generate_session_id();
   state->slot = m.locks->slot_for(state->id);
   LockStatus status = m.lock_slot(state->slot);
