@@ -363,6 +363,42 @@ TEST_P(HttpdTest, AlteredSignatureOnAKnownIdGetsANewSession) {
   EXPECT_EQ(client.get("/demo", cookie).body, "4");
 }
 
+// "secure": "auto" (the default): mod_sessionkit asks mod_ssl whether the
+// connection is HTTPS, and the cookie carries Secure there and not over plain
+// HTTP, on one server and one store.
+TEST_P(HttpdTest, SecureAttributeFollowsTheConnection) {
+  HttpdOptions options{GetParam(), config_path(), true, {}, "", "www-data"};
+  options.virtual_hosts = {{"", "", /*tls=*/true}};
+  server_ = std::make_unique<HttpdServer>(dir_.path(), std::move(options));
+  nlohmann::json config = session_config(server_->data_dir(), region_, "lmdb", 3000);
+  ASSERT_FALSE(config["cookie"].contains("secure"));  // the default, "auto"
+  write_config(config);
+  ASSERT_NO_FATAL_FAILURE(start_server());
+
+  HttpClient https(server_->virtual_host_port(0), 30000, server_->certificate_path().string());
+  HttpClient http(port());
+
+  HttpResponse over_tls = https.get("/demo");
+  ASSERT_EQ(over_tls.status, 200) << server_->error_log();
+  EXPECT_EQ(over_tls.body, "1");
+  EXPECT_EQ(over_tls.header("set-cookie"),
+            over_tls.cookie() + "; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Strict");
+
+  HttpResponse plain = http.get("/demo");
+  ASSERT_EQ(plain.status, 200) << server_->error_log();
+  EXPECT_EQ(plain.body, "1");
+  EXPECT_EQ(plain.header("set-cookie"), plain.cookie() + "; Path=/; Max-Age=3600; HttpOnly; SameSite=Strict");
+
+  // Each session continues, over its own kind of connection.
+  HttpResponse again = https.get("/demo", over_tls.cookie());
+  EXPECT_EQ(again.body, "2");
+  EXPECT_EQ(again.header("set-cookie"), "");
+  EXPECT_EQ(http.get("/demo", plain.cookie()).body, "2");
+
+  // The virtual host really is TLS-only: plain HTTP to it is refused by mod_ssl.
+  EXPECT_EQ(HttpClient(server_->virtual_host_port(0)).get("/demo").status, 400);
+}
+
 // The main server's SessionKitConfig, a virtual host with its own (another
 // cookie name, store file and lock region) and one without (it inherits the
 // main server's), each on a port of its own.

@@ -5,12 +5,16 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 namespace sessionkit::testing {
 
@@ -24,8 +28,13 @@ std::string HttpResponse::cookie() const {
   return set_cookie.substr(0, set_cookie.find(';'));
 }
 
-HttpClient::HttpClient(int port, int timeout_ms) : port_(port), timeout_ms_(timeout_ms) {}
-HttpClient::~HttpClient() { close_now(); }
+HttpClient::HttpClient(int port, int timeout_ms, std::string tls_ca_file)
+    : port_(port), timeout_ms_(timeout_ms), tls_ca_file_(std::move(tls_ca_file)) {}
+
+HttpClient::~HttpClient() {
+  close_now();
+  SSL_CTX_free(tls_context_);
+}
 
 bool HttpClient::connect_now() {
   close_now();
@@ -41,13 +50,58 @@ bool HttpClient::connect_now() {
     close_now();
     return false;
   }
+  if (tls_ca_file_.empty()) return true;
+  // The handshake blocks: bound it like every read.
+  timeval tv{timeout_ms_ / 1000, (timeout_ms_ % 1000) * 1000};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (tls_context_ == nullptr) {
+    tls_context_ = SSL_CTX_new(TLS_client_method());
+    if (tls_context_ == nullptr ||
+        SSL_CTX_load_verify_locations(tls_context_, tls_ca_file_.c_str(), nullptr) != 1) {
+      throw std::runtime_error("HttpClient: cannot load " + tls_ca_file_);
+    }
+    SSL_CTX_set_verify(tls_context_, SSL_VERIFY_PEER, nullptr);
+  }
+  tls_ = SSL_new(tls_context_);
+  if (tls_ == nullptr || X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tls_), "127.0.0.1") != 1 ||
+      SSL_set_fd(tls_, fd_) != 1 || SSL_connect(tls_) != 1) {
+    close_now();
+    return false;
+  }
   return true;
 }
 
 void HttpClient::close_now() {
+  if (tls_ != nullptr) SSL_free(tls_);
+  tls_ = nullptr;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
   buffer_.clear();
+}
+
+bool HttpClient::send_all(const std::string& bytes) {
+  for (std::size_t sent = 0; sent < bytes.size();) {
+    const std::size_t left = bytes.size() - sent;
+    const ssize_t n = tls_ != nullptr ? SSL_write(tls_, bytes.data() + sent, static_cast<int>(left))
+                                      : send(fd_, bytes.data() + sent, left, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+bool HttpClient::receive_some() {
+  if (tls_ == nullptr || SSL_pending(tls_) == 0) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms_) <= 0) return false;
+  }
+  char chunk[16384];
+  const ssize_t n =
+      tls_ != nullptr ? SSL_read(tls_, chunk, sizeof(chunk)) : recv(fd_, chunk, sizeof(chunk), 0);
+  if (n <= 0) return false;
+  buffer_.append(chunk, static_cast<std::size_t>(n));
+  return true;
 }
 
 HttpResponse HttpClient::get(const std::string& target, const std::string& cookie) {
@@ -63,23 +117,14 @@ HttpResponse HttpClient::get(const std::string& target, const std::string& cooki
 HttpResponse HttpClient::exchange(const std::string& request) {
   HttpResponse r;
   if (fd_ < 0 && !connect_now()) return r;
-  for (std::size_t sent = 0; sent < request.size();) {
-    ssize_t n = send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      close_now();
-      return r;
-    }
-    sent += static_cast<std::size_t>(n);
+  if (!send_all(request)) {
+    close_now();
+    return r;
   }
   // Reads until `pred` holds on buffer_; false on EOF, error or timeout.
   auto fill_until = [&](const auto& pred) {
     while (!pred()) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, timeout_ms_) <= 0) return false;
-      char chunk[16384];
-      ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
-      if (n <= 0) return false;
-      buffer_.append(chunk, static_cast<std::size_t>(n));
+      if (!receive_some()) return false;
     }
     return true;
   };

@@ -1,10 +1,14 @@
 // A minimal HTTP/1.1 client for integration tests: GET over one keep-alive
-// connection to 127.0.0.1, Content-Length and chunked bodies.
+// connection to 127.0.0.1, plain or TLS (OpenSSL), Content-Length and chunked
+// bodies.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
+
+struct ssl_ctx_st;
+struct ssl_st;
 
 namespace sessionkit::testing {
 
@@ -21,7 +25,9 @@ struct HttpResponse {
 
 class HttpClient {
  public:
-  explicit HttpClient(int port, int timeout_ms = 30000);
+  // Plain HTTP, or with `tls_ca_file` HTTPS: the server's certificate must
+  // chain to that file and name 127.0.0.1.
+  explicit HttpClient(int port, int timeout_ms = 30000, std::string tls_ca_file = "");
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -34,10 +40,17 @@ class HttpClient {
   bool connect_now();
   void close_now();
   HttpResponse exchange(const std::string& request);
+  // The connection's bytes, through TLS when there is a session: false on
+  // error, EOF or timeout.
+  bool send_all(const std::string& bytes);
+  bool receive_some();
 
   int port_;
   int timeout_ms_;
+  std::string tls_ca_file_;
   int fd_ = -1;
+  ssl_ctx_st* tls_context_ = nullptr;
+  ssl_st* tls_ = nullptr;
   std::string buffer_;
 };
 

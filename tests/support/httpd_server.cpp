@@ -9,8 +9,13 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "tests/support/http_client.hpp"
 #include "tests/support/integration_support.hpp"
@@ -25,9 +30,52 @@ std::string apache_module(const std::string& name) {
 
 namespace {
 
-bool answers_hello(int port) {
-  HttpClient client(port, 1000);
+bool answers_hello(int port, const std::string& tls_ca_file = "") {
+  HttpClient client(port, 1000, tls_ca_file);
   return client.get("/hello").status == 200;
+}
+
+// A P-256 key and a self-signed certificate naming 127.0.0.1 (subject and
+// subjectAltName), valid for a day, as PEM files.
+void write_self_signed_certificate(const fs::path& cert_path, const fs::path& key_path) {
+  auto fail = [](const char* what) { throw std::runtime_error(std::string("test certificate: ") + what); };
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), &X509_free);
+  if (!key || !cert) fail("out of memory");
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  if (X509_set_version(cert.get(), 2) != 1 || ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1) != 1 ||
+      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) == nullptr ||
+      X509_gmtime_adj(X509_getm_notAfter(cert.get()), 86400) == nullptr ||
+      X509_set_pubkey(cert.get(), key.get()) != 1 ||
+      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                 reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0) != 1 ||
+      X509_set_issuer_name(cert.get(), name) != 1) {
+    fail("cannot fill in the certificate");
+  }
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
+  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "IP:127.0.0.1"},
+                            std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+    if (ext == nullptr || X509_add_ext(cert.get(), ext, -1) != 1) fail("cannot add an extension");
+    X509_EXTENSION_free(ext);
+  }
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) fail("cannot sign");
+  auto write_pem = [&](const fs::path& path, auto&& write) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new_file(path.c_str(), "w"), &BIO_free);
+    if (!out || write(out.get()) != 1) fail("cannot write a PEM file");
+  };
+  write_pem(cert_path, [&](BIO* out) { return PEM_write_bio_X509(out, cert.get()); });
+  write_pem(key_path, [&](BIO* out) {
+    return PEM_write_bio_PrivateKey(out, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  });
+  fs::permissions(key_path, fs::perms::owner_read | fs::perms::owner_write);
+}
+
+bool uses_tls(const HttpdOptions& o) {
+  return std::any_of(o.virtual_hosts.begin(), o.virtual_hosts.end(),
+                     [](const HttpdVirtualHost& v) { return v.tls; });
 }
 
 }  // namespace
@@ -45,6 +93,7 @@ HttpdServer::HttpdServer(fs::path dir, HttpdOptions options)
         throw std::runtime_error("chown data dir failed");
     }
   }
+  if (uses_tls(options_)) write_self_signed_certificate(certificate_path(), dir_ / "tls-key.pem");
 }
 
 HttpdServer::~HttpdServer() { stop(); }
@@ -92,6 +141,7 @@ bool HttpdServer::launch() {
        << "<Location />\n  Require all granted\n</Location>\n"
        << "KeepAlive On\nMaxKeepAliveRequests 0\nKeepAliveTimeout 30\n"
        << "LoadModule sessionkit_module " << module_path() << "\n";
+  if (uses_tls(options_)) conf << "LoadModule " << apache_module("ssl") << "\n";
   for (const std::string& m : options_.load_modules) conf << "LoadModule " << m << "\n";
   if (geteuid() == 0) conf << "User " << options_.user << "\nGroup " << options_.user << "\n";
   if (!options_.config_json.empty()) conf << "SessionKitConfig \"" << options_.config_json << "\"\n";
@@ -106,6 +156,11 @@ bool HttpdServer::launch() {
          << "<VirtualHost " << address << ">\n"
          << "  ServerName 127.0.0.1\n";
     if (!vhost.config_json.empty()) conf << "  SessionKitConfig \"" << vhost.config_json << "\"\n";
+    if (vhost.tls) {
+      conf << "  SSLEngine on\n"
+           << "  SSLCertificateFile \"" << certificate_path().string() << "\"\n"
+           << "  SSLCertificateKeyFile \"" << (dir_ / "tls-key.pem").string() << "\"\n";
+    }
     conf << vhost.extra << "\n</VirtualHost>\n";
   }
   const fs::path conf_path = dir_ / "httpd.conf";
@@ -167,10 +222,12 @@ bool HttpdServer::launch() {
       pid_ = -1;
       return false;
     }
-    if (answers_hello(port_) &&
-        std::all_of(virtual_host_ports_.begin(), virtual_host_ports_.end(), answers_hello)) {
-      return true;
+    bool all = answers_hello(port_);
+    for (std::size_t i = 0; all && i < virtual_host_ports_.size(); ++i) {
+      all = answers_hello(virtual_host_ports_[i],
+                          options_.virtual_hosts[i].tls ? certificate_path().string() : std::string());
     }
+    if (all) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;

@@ -23,6 +23,9 @@ namespace sessionkit::testing {
 struct HttpdVirtualHost {
   std::string config_json;  // its own SessionKitConfig ("": it inherits the main server's)
   std::string extra;        // inside <VirtualHost>
+  // HTTPS (mod_ssl) with a self-signed certificate for 127.0.0.1, made for
+  // this server: HttpdServer::certificate_path().
+  bool tls = false;
 };
 
 struct HttpdOptions {
@@ -68,6 +71,9 @@ class HttpdServer {
   std::vector<pid_t> children() const;
   std::string error_log() const;
   const std::filesystem::path& data_dir() const { return data_dir_; }
+  // The certificate TLS virtual hosts present (PEM): what an HTTPS client
+  // trusts. Written by the constructor when a virtual host has `tls`.
+  std::filesystem::path certificate_path() const { return dir_ / "tls-cert.pem"; }
   // The directory owned by httpd's user, for stores.
   static std::string module_path();
 
