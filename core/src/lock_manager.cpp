@@ -171,7 +171,13 @@ LockStatus LockManager::acquire(std::uint32_t slot, const Deadline* deadline,
   LockStatus status = try_lock_slot(slot);
   if (status == LockStatus::timed_out) {
     const auto start = std::chrono::steady_clock::now();
-    status = lock_slot(slot, deadline != nullptr ? *deadline : start + wait);
+    Deadline until = Deadline::max();
+    if (deadline != nullptr) {
+      until = *deadline;
+    } else if (wait < std::chrono::duration_cast<std::chrono::milliseconds>(Deadline::max() - start)) {
+      until = start + wait;  // else a huge wait: no deadline rather than an overflow
+    }
+    status = lock_slot(slot, until);
     const auto waited = std::chrono::steady_clock::now() - start;
     ThreadCounters& c = counters_->mine(t_state, instance_);
     add(c.waits);

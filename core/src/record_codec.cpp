@@ -37,8 +37,8 @@ bool depth_within(const nlohmann::json& j, std::uint32_t max, std::uint32_t dept
 }
 
 // Builds the DOM like nlohmann's own SAX DOM parser, but moves each string
-// and key into place instead of copying it, and refuses nesting deeper than
-// the limit before it recurses further.
+// and key into place instead of copying it (binary values are still copied),
+// and refuses nesting deeper than the limit before it recurses further.
 class DepthLimitedSax {
  public:
   using json = nlohmann::json;
@@ -54,6 +54,8 @@ class DepthLimitedSax {
   bool binary(json::binary_t& v) { return put(std::move(v)); }
   bool start_object(std::size_t) { return enter(json::object()); }
   bool key(std::string& k) {
+    // nlohmann's reader sends keys only inside an object; refuse anything else.
+    if (stack_.empty() || !stack_.back()->is_object()) return false;
     key_ = &(*stack_.back())[std::move(k)];
     return true;
   }
@@ -83,6 +85,7 @@ class DepthLimitedSax {
       parent->push_back(json(std::forward<V>(v)));
       return &parent->back();
     }
+    if (key_ == nullptr) throw Error(errc::data_loss, "session record: payload: a value without a key");
     *key_ = json(std::forward<V>(v));
     return key_;
   }

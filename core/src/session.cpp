@@ -133,6 +133,10 @@ void Session::regenerate_id() {
   const std::string old_id = s.id;
   const std::uint32_t old_slot = s.slot;
   const bool had_record = s.stored;
+  // What describes the old record: a failure below puts the session back on
+  // it, and its next save must compare against it, not the new record.
+  const detail::RecordHeader old_header = s.header;
+  std::string old_record = s.stored_record;
   s.id = new_id;
   s.slot = new_slot;
   try {
@@ -145,10 +149,18 @@ void Session::regenerate_id() {
       s.mgr->store->remove(old_id);
     }
   } catch (...) {
+    if (s.stored) {  // the new record was written: nobody will ever send its id
+      try {
+        s.mgr->store->remove(new_id);
+      } catch (const Error&) {
+      }
+    }
     s.mgr->locks->unlock(new_slot);
     s.id = old_id;
     s.slot = old_slot;
     s.stored = had_record;
+    s.header = old_header;
+    s.stored_record = std::move(old_record);
     throw;
   }
   s.mgr->locks->unlock(old_slot);

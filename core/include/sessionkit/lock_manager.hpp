@@ -73,8 +73,10 @@ class LockManager {
   // Throws Error(invalid_argument) for a slot out of range and
   // Error(failed_precondition) for a lock-order violation.
   LockStatus lock(std::uint32_t slot, Deadline deadline);
-  // Locks `slot`, waiting at most `wait`. The clock is read only when the slot
-  // is busy, so an uncontended lock costs no time lookup.
+  // Locks `slot`, waiting at most `wait` (zero or less: one try, counted as a
+  // wait and a timeout when the slot is busy). The clock is read only when the
+  // slot is busy, so an uncontended lock costs no time lookup. Throws like
+  // lock(slot, deadline).
   LockStatus lock(std::uint32_t slot, std::chrono::milliseconds wait);
 
   // Like lock() without waiting: timed_out when another holder has the slot.

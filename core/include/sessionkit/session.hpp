@@ -74,7 +74,10 @@ class Session {
 
   // Gives the session a new id (against fixation), keeping its data: the new
   // record is written and the old one deleted at once. set_cookie() then sends
-  // the new id. Throws Error(unavailable) if the new id's slot cannot be locked.
+  // the new id. Throws Error(unavailable) if the new id's slot cannot be locked,
+  // and the store's error if a write or the removal fails: the session then
+  // stays on its old id, as if regenerate_id() had not been called, and the new
+  // record is removed again (best effort).
   void regenerate_id();
 
   // Saves per autosave, then releases the lock. Later data() reads work; save,

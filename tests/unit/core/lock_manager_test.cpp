@@ -94,14 +94,38 @@ TEST(LockManagerTest, TimeoutAfterTheWaitIsCounted) {
     EXPECT_EQ(m.lock(4, milliseconds(0)), LockStatus::acquired);  // free: no wait either
     m.unlock(4);
   }).join();
+  std::thread([&] { EXPECT_EQ(m.lock(3, milliseconds(0)), LockStatus::timed_out); }).join();  // one try
   m.unlock(3);
   m.unlock(3);
   LockStats s = m.stats();
   EXPECT_EQ(s.acquisitions, 2u);
   EXPECT_EQ(s.reentries, 1u);
-  EXPECT_EQ(s.timeouts, 1u);
-  EXPECT_EQ(s.waits, 1u);
+  EXPECT_EQ(s.timeouts, 2u);
+  EXPECT_EQ(s.waits, 2u);
   EXPECT_GE(s.wait_ns, 50'000'000u);
+}
+
+TEST(LockManagerTest, WaitEndsWhenTheHolderReleases) {
+  ThreadLockManager m(16, 4);
+  for (milliseconds wait : {milliseconds(10'000), milliseconds::max()}) {  // max: no overflow, no deadline
+    ASSERT_EQ(m.lock(5, milliseconds(0)), LockStatus::acquired);
+    std::atomic<bool> got{false};
+    std::thread waiter([&] {
+      EXPECT_EQ(m.lock(5, wait), LockStatus::acquired);
+      got = true;
+      m.unlock(5);
+    });
+    std::this_thread::sleep_for(milliseconds(30));
+    EXPECT_FALSE(got.load());
+    m.unlock(5);
+    waiter.join();
+    EXPECT_TRUE(got.load());
+  }
+  LockStats s = m.stats();
+  EXPECT_EQ(s.acquisitions, 4u);
+  EXPECT_EQ(s.waits, 2u);
+  EXPECT_EQ(s.timeouts, 0u);
+  EXPECT_GE(s.wait_ns, 2 * 20'000'000u);
 }
 
 TEST(LockManagerTest, ResourceBeforeSessionIsRefused) {

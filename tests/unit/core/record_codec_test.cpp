@@ -59,8 +59,16 @@ TEST(RecordCodecTest, EveryKindOfValueRoundTrips) {
   EXPECT_EQ(back, data);
   EXPECT_EQ(back["ext"].get_binary().subtype(), 42u);
   EXPECT_FALSE(back["bin"].get_binary().has_subtype());
-  // A repeated key keeps its last value, as nlohmann's own parser does.
+  // A repeated key keeps its last value, as nlohmann's own parser does, also
+  // when the first one was a container.
   EXPECT_EQ(decode_payload(std::string("\x82\xa1k\x01\xa1k\x02", 7), 64), nlohmann::json({{"k", 2}}));
+  EXPECT_EQ(decode_payload(std::string("\x82\xa1k\x81\xa1x\x91\x01\xa1k\xa1s", 12), 64),
+            nlohmann::json({{"k", "s"}}));
+  // An array of objects that grows past any small capacity keeps every element.
+  nlohmann::json rows = nlohmann::json::array();
+  for (int i = 0; i < 100; ++i) rows.push_back({{"i", i}, {"sub", {i, {{"j", -i}}}}});
+  nlohmann::json table = {{"rows", rows}};
+  EXPECT_EQ(decode_payload(encode_payload(table, 64), 64), table);
 }
 
 TEST(RecordCodecTest, RecordBuiltInPlaceMatchesTheTwoStepOne) {

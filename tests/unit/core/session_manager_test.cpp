@@ -11,6 +11,8 @@
 #include "session_id.hpp"
 #include "sessionkit/error.hpp"
 #include "sessionkit/lock_manager.hpp"
+#include "sessionkit/registry.hpp"
+#include "sessionkit/store.hpp"
 
 namespace sessionkit {
 namespace {
@@ -138,6 +140,7 @@ TEST_F(SessionManagerTest, UnknownIdIsNeverAdopted) {
   const std::string id = detail::generate_session_id();
   Session s = m.open("sid=" + id);
   EXPECT_TRUE(s.is_new());
+  EXPECT_EQ(s.data(), nlohmann::json::object());
   EXPECT_NE(s.id(), id);
   EXPECT_EQ(m.stats().unknown_ids, 1u);
   s.save();
@@ -447,10 +450,95 @@ TEST_F(SessionManagerTest, CorruptRecordIsDataLossAndANewSession) {
     m.store().save(id, g, later);
     Session s = m.open(cookie);
     EXPECT_TRUE(s.is_new());
+    EXPECT_EQ(s.data(), nlohmann::json::object());
     s.invalidate();
     EXPECT_FALSE(m.store().load(id));  // the corrupt record is gone
   }
   EXPECT_EQ(m.stats().corrupt_records, 4u);
+
+  // A corrupt record under the first cookie, a good one under the second:
+  // the good one opens, with its own data and nothing of the other.
+  std::string good_cookie;
+  {
+    Session s = m.open("");
+    s.data()["who"] = "good";
+    good_cookie = cookie_from(m.set_cookie(s));
+  }
+  m.store().save(id, detail::encode_record(detail::RecordHeader{now_ms, now_ms, 60, 0, 1}, "\x81\xa1k"),
+                 later);
+  Session s = m.open(cookie + "; " + good_cookie);
+  EXPECT_FALSE(s.is_new());
+  EXPECT_EQ(s.data(), nlohmann::json({{"who", "good"}}));
+  s.save();
+  EXPECT_EQ(m.stats().unchanged, 1u);  // compared with the good record, not the corrupt one
+  EXPECT_EQ(m.stats().corrupt_records, 5u);
+}
+
+// A store whose next `failures` remove() calls fail; otherwise the memory store.
+class RemoveFailsStore final : public Store {
+ public:
+  static inline std::atomic<int> failures{0};
+  explicit RemoveFailsStore(std::unique_ptr<Store> inner) : inner_(std::move(inner)) {}
+  std::optional<std::string> load(std::string_view id) override { return inner_->load(id); }
+  void save(std::string_view id, std::string_view record, TimePoint expires_at) override {
+    inner_->save(id, record, expires_at);
+  }
+  bool remove(std::string_view id) override {
+    if (failures.fetch_sub(1) > 0) throw Error(errc::io, "remove failed (test)");
+    return inner_->remove(id);
+  }
+  SweepResult sweep(TimePoint now, std::chrono::milliseconds budget) override {
+    return inner_->sweep(now, budget);
+  }
+  void for_each(const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    inner_->for_each(fn);
+  }
+  StoreInfo info() const override { return inner_->info(); }
+  bool shared_across_processes() const override { return false; }
+
+ private:
+  std::unique_ptr<Store> inner_;
+};
+
+TEST_F(SessionManagerTest, RegenerateThatCannotRemoveTheOldRecordLeavesTheSessionWhole) {
+  StoreType memory = Registry::global().store("memory");
+  StoreType flaky = memory;
+  flaky.create = [memory](const nlohmann::json& section, const std::filesystem::path& dir) {
+    nlohmann::json inner = section;
+    inner["type"] = "memory";
+    return std::make_unique<RemoveFailsStore>(memory.create(inner, dir));
+  };
+  flaky.validate = [memory](const nlohmann::json& section, const std::filesystem::path& dir) {
+    nlohmann::json inner = section;
+    inner["type"] = "memory";
+    memory.validate(inner, dir);
+  };
+  Registry::global().add_store("test-remove-fails", flaky);
+  SessionManager m = make({{"store", {{"type", "test-remove-fails"}}}});
+  std::string cookie;
+  std::string id;
+  {
+    Session s = m.open("");
+    s.data()["user"] = "ada";
+    id = s.id();
+    cookie = cookie_from(m.set_cookie(s));
+  }
+  {
+    Session s = m.open(cookie);
+    s.data()["step"] = 2;
+    RemoveFailsStore::failures = 1;  // the old record's removal
+    EXPECT_EQ(code_of([&] { s.regenerate_id(); }), errc::io);
+    EXPECT_EQ(s.id(), id);
+    EXPECT_FALSE(s.regenerated());
+    EXPECT_EQ(m.set_cookie(s), std::nullopt);  // the client keeps its cookie
+    s.save();  // the change reaches the old record: it is compared with that record
+  }
+  Session s = m.open(cookie);
+  EXPECT_FALSE(s.is_new());
+  EXPECT_EQ(s.data(), nlohmann::json({{"user", "ada"}, {"step", 2}}));
+  std::size_t records = 0;
+  m.store().for_each([&](std::string_view, std::string_view) { return ++records > 0; });
+  EXPECT_EQ(records, 1u);  // the record written under the new id was removed again
 }
 
 TEST_F(SessionManagerTest, SweepAndEveryNRequestsGc) {
