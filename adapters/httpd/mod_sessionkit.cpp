@@ -9,7 +9,9 @@
 //   post_config (parent, as root): every config file is read and checked; a bad
 //     one stops httpd with a message naming the file and the key. The lock
 //     region (shm) or lock file (fcntl) is created here, owned by httpd's User,
-//     so every child attaches to the same one. Stores are not opened here.
+//     so every child attaches to the same one. A store kept in local files is
+//     opened once in a forked process running as httpd's User, and closed:
+//     one that User cannot open stops httpd with the reason.
 //   child_init (each child, after it dropped privileges): one SessionManager
 //     per config file: the lock region attached by name, the store opened
 //     (LMDB after fork, as the LMDB caveats require).
@@ -27,8 +29,12 @@
 #include <unixd.h>
 #include <util_filter.h>
 
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -124,6 +130,60 @@ sk::Config child_config(const char* path) {
   return config;
 }
 
+// Opens the store once, in a child process running as httpd's User (as every
+// child will), and closes it: a store that User cannot open then stops httpd
+// at start with the reason, instead of every child answering 500. Only stores
+// kept in local files (those with a StoreType::location) are opened here; a
+// Redis store is reached over the network and checked by the children.
+void check_store_opens_as_user(const sk::Config& config) {
+  const sk::StoreType type = sk::Registry::global().store(config.store.type);
+  if (!type.location) return;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw sk::Error(sk::errc::io, std::string("pipe: ") + std::strerror(errno));
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int err = errno;
+    close(fds[0]);
+    close(fds[1]);
+    throw sk::Error(sk::errc::io, std::string("fork: ") + std::strerror(err));
+  }
+  if (pid == 0) {  // the parent is single-threaded here: C++ is safe until _exit
+    close(fds[0]);
+    std::string error;
+    try {
+      if (geteuid() == 0 && (initgroups(ap_unixd_config.user_name, ap_unixd_config.group_id) != 0 ||
+                             setgid(ap_unixd_config.group_id) != 0 || setuid(ap_unixd_config.user_id) != 0)) {
+        throw sk::Error(sk::errc::io, std::string("cannot become httpd's User: ") + std::strerror(errno));
+      }
+      type.create(*config.store.section, config.base_dir);  // opened, then closed at once
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty()) (void)!write(fds[1], error.data(), error.size());
+    _exit(error.empty() ? 0 : 1);
+  }
+  close(fds[1]);
+  std::string error;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) != 0;) {
+    if (n > 0) {
+      error.append(buf, static_cast<std::size_t>(n));
+    } else if (errno != EINTR) {
+      break;
+    }
+  }
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  const std::string who = geteuid() == 0 && ap_unixd_config.user_name != nullptr
+                              ? std::string("httpd's User \"") + ap_unixd_config.user_name + "\""
+                              : std::string("httpd");
+  throw sk::Error(sk::errc::bad_config, "store: " + who + " cannot open it: " +
+                                            (error.empty() ? std::string("the check died") : error));
+}
+
 apr_status_t release_parent_locks(void*) {
   delete g_parent_locks;
   g_parent_locks = nullptr;
@@ -149,6 +209,7 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec* main_se
       (*locks)[path] = sk::Registry::global()
                            .lock_manager(config.locks.type)
                            .create(*config.locks.section, config.base_dir);
+      check_store_opens_as_user(config);
     } catch (const std::exception& e) {
       ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "sessionkit: SessionKitConfig %s: %s", path, e.what());
       delete locks;

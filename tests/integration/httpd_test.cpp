@@ -482,6 +482,42 @@ TEST_P(HttpdTest, BadConfigStopsHttpdNamingFileAndKey) {
   EXPECT_NE(log.find(config_path() + ": cookie.same_site"), std::string::npos) << log;
 }
 
+// A store directory httpd's User cannot write: httpd does not start, and says
+// which config, which User and what failed; nothing is created there. Once
+// the directory is the User's, the same config starts and serves.
+TEST_P(HttpdTest, StoreHttpdsUserCannotOpenStopsHttpd) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root: httpd's children run as www-data only when it starts as root";
+  server_ = std::make_unique<HttpdServer>(dir_.path(),
+                                          HttpdOptions{GetParam(), config_path(), true, {}, "", "www-data"});
+  const fs::path closed = dir_.path() / "root-only";
+  fs::create_directories(closed);
+  fs::permissions(closed, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  nlohmann::json config = session_config(server_->data_dir(), region_, "lmdb", 3000);
+  config["store"]["path"] = (closed / "sessions.mdb").string();
+  write_config(config);
+  ASSERT_FALSE(server_->start());  // (a server that started is stopped by the fixture)
+  const std::string log = server_->error_log();
+  EXPECT_NE(log.find("sessionkit: SessionKitConfig " + config_path() +
+                     ": store: httpd's User \"www-data\" cannot open it: lmdb open " +
+                     (closed / "sessions.mdb").string() + ": Permission denied"),
+            std::string::npos)
+      << log;
+  EXPECT_TRUE(fs::is_empty(closed));
+
+  passwd* www = getpwnam("www-data");
+  ASSERT_NE(www, nullptr);
+  ASSERT_EQ(chown(closed.c_str(), www->pw_uid, www->pw_gid), 0);
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  HttpClient client(port());
+  HttpResponse r = client.get("/demo");
+  EXPECT_EQ(r.status, 200) << server_->error_log();
+  EXPECT_EQ(r.body, "1");
+  struct stat st {};
+  ASSERT_EQ(stat((closed / "sessions.mdb").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, www->pw_uid);  // created by the check, as the User
+}
+
 INSTANTIATE_TEST_SUITE_P(Mpm, HttpdFileStoreTest, ::testing::Values("prefork"),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 INSTANTIATE_TEST_SUITE_P(Mpm, HttpdTest, ::testing::Values("prefork", "worker", "event"),
