@@ -9,6 +9,8 @@
 //                                     own CPU cost (cookie, codec, JSON), no I/O
 //   BM_Raw_GetSet/<bytes>             hiredis GET + SET PX of the same record bytes:
 //                                     the store's I/O alone, 2 round trips
+//   BM_StoreLoadSave_Redis/<bytes>    RedisStore::load + save of those bytes: the store
+//                                     without locks or codec, against BM_Raw_GetSet
 //   BM_Raw_LockedGetSet/<bytes>       hiredis SET NX PX + GET + SET PX + EVALSHA:
 //                                     the same 4 commands, without sessionkit
 //
@@ -21,6 +23,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -177,6 +180,22 @@ void BM_Raw_GetSet(benchmark::State& state) {
 }
 BENCHMARK(BM_Raw_GetSet)->Arg(64)->Arg(1024)->Arg(16384)->UseRealTime();
 BENCHMARK(BM_Raw_GetSet)->Arg(1024)->Threads(4)->UseRealTime();
+
+void BM_StoreLoadSave_Redis(benchmark::State& state) {
+  // A session of this thread's own, its id and its record as sessionkit wrote them.
+  const std::string cookie = new_counter(static_cast<std::size_t>(state.range(0)));
+  const std::string id = cookie.substr(cookie.find('=') + 1);
+  Store& store = manager().store();
+  const std::string record = *store.load(id);
+  const auto expires = std::chrono::system_clock::now() + std::chrono::minutes(30);
+  store.save(id, record, expires);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(store.load(id));
+    store.save(id, record, expires);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_StoreLoadSave_Redis)->Arg(64)->Arg(1024)->Arg(16384)->UseRealTime();
 
 void BM_Raw_LockedGetSet(benchmark::State& state) {
   Raw raw;
