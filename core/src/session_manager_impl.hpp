@@ -61,8 +61,8 @@ struct Session::State {
   bool timeout_changed = false;
   detail::RecordHeader header;          // as stored (or to be stored)
   std::int64_t previous_access_ms = 0;  // last_accessed()
-  nlohmann::json data;  // an object once open() returns (null until then: no allocation)
-  std::string stored_record;  // the record as last loaded or written (header + MessagePack)
+  nlohmann::json data;                  // an object once open() returns (null until then: no allocation)
+  std::string stored_record;            // the record as last loaded or written (header + MessagePack)
 
   // Writes per the save policy; throws on failure.
   void save_if_needed();

@@ -111,10 +111,10 @@ TEST(RecordCodecTest, CorruptHeadersAreDataLoss) {
 
 TEST(RecordCodecTest, HostilePayloadsAreDataLoss) {
   EXPECT_EQ(code_of([&] { decode_payload("", 64); }), errc::data_loss);
-  EXPECT_EQ(code_of([&] { decode_payload("\xc1", 64); }), errc::data_loss);           // never-used byte
-  EXPECT_EQ(code_of([&] { decode_payload("\x93\x01\x02", 64); }), errc::data_loss);   // array, not object
-  EXPECT_EQ(code_of([&] { decode_payload("\x81\xa1", 64); }), errc::data_loss);       // truncated
-  EXPECT_EQ(code_of([&] { decode_payload("\x81\x01\x02", 64); }), errc::data_loss);   // non-string key
+  EXPECT_EQ(code_of([&] { decode_payload("\xc1", 64); }), errc::data_loss);          // never-used byte
+  EXPECT_EQ(code_of([&] { decode_payload("\x93\x01\x02", 64); }), errc::data_loss);  // array, not object
+  EXPECT_EQ(code_of([&] { decode_payload("\x81\xa1", 64); }), errc::data_loss);      // truncated
+  EXPECT_EQ(code_of([&] { decode_payload("\x81\x01\x02", 64); }), errc::data_loss);  // non-string key
   EXPECT_EQ(code_of([&] { decode_payload(std::string("\x80\x80", 2), 64); }), errc::data_loss);  // trailing
   // A string header claiming 4 GiB in a 6-byte payload.
   EXPECT_EQ(code_of([&] { decode_payload(std::string("\x81\xa1k\xdb\xff\xff\xff\xff", 8), 64); }),
