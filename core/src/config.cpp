@@ -3,7 +3,6 @@
 #include <fstream>
 #include <sstream>
 
-#include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 
 #include "config_reader.hpp"
