@@ -65,6 +65,10 @@ class BenchProcess {
       pid_ = -1;
     }
   }
+  // Sends it `sig`.
+  void signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
   // Waits for it to exit.
   Outcome finish() {
     Outcome o;
@@ -127,6 +131,25 @@ TEST(BenchTool, MemoryStoreWithThreadsCountsEveryUpdate) {
   expect_verified(r, 2000, "raw store load+save");
   EXPECT_EQ(r.value("acknowledged", 0u), 2000u);
   EXPECT_EQ(r.value("store_records", 0), 50);
+}
+
+// Ctrl-C in a 60 s run: the run stops at once, prints what it measured so far
+// (verified, as a full run is) and exits 0.
+TEST(BenchTool, InterruptPrintsWhatWasMeasuredSoFar) {
+  BenchProcess bench(
+      {"--store", "memory", "--threads", "2", "--seconds", "60", "--sessions", "50", "--json"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto interrupted = std::chrono::steady_clock::now();
+  bench.signal(SIGINT);
+  const Outcome o = bench.finish();
+  EXPECT_LT(std::chrono::steady_clock::now() - interrupted, std::chrono::seconds(5));
+  const nlohmann::json r = json_of(o);
+  const std::uint64_t ops = r.value("ops", 0u);
+  EXPECT_GT(ops, 0u);
+  EXPECT_EQ(r.value("acknowledged", 0u), ops);
+  EXPECT_EQ(r.value("lost_updates", 1u), 0u);
+  EXPECT_EQ(r.value("unacknowledged_updates", 1u), 0u);
+  EXPECT_LT(r.value("seconds", 60.0), 5.0);
 }
 
 #if SESSIONKIT_HAVE_LMDB
